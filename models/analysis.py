@@ -1,0 +1,173 @@
+"""`analyze(video, probes)`: decode → faces → encoders (cached) → probes → fusion.
+
+The one entry point the UI, the CLI, the benchmarks and the tests share.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.cache import FeatureCache, atomic_write
+from models.encoders import ClipInputs, get_encoder, get_spec
+from models.errors import AnalysisError
+from models.faces import FaceTrack, track_faces
+from models.media import Clip, MediaInfo, MediaLimits, decode
+from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
+from models.timing import STEP_RATE
+from models.zoo import load_probe
+
+StageProgress = Callable[[str, float], None] | None
+FACE_MODALITIES = ("face", "lips")
+REPORT_VERSION = 1
+
+
+@dataclass
+class AnalysisOptions:
+    """Knobs of one analysis; the defaults are what the app uses."""
+
+    limits: MediaLimits = field(default_factory=MediaLimits)
+    face_stride: int = 1  # run face detection every N steps, track in between
+    precision: str = "auto"  # fp32 | bf16 | auto
+    weights: dict[str, str] = field(default_factory=dict)  # encoder id → hub id or local path
+    features: dict[str, str | np.ndarray] = field(default_factory=dict)  # external encoder id → file
+    cache: FeatureCache | None = field(default_factory=FeatureCache)  # None: no feature cache
+
+
+@dataclass
+class ProbeResult:
+    probe_id: str
+    encoder_id: str
+    modality: str
+    offline_encoder: bool  # True when the encoder is a random-init / packaged stand-in
+    card: dict
+    scores: ProbeScores
+
+    def to_dict(self) -> dict:
+        return {"probe": self.probe_id, "encoder": self.encoder_id, "modality": self.modality,
+                "offline_encoder": self.offline_encoder, "card": self.card, **self.scores.to_dict()}
+
+
+@dataclass
+class AnalysisResult:
+    media: MediaInfo
+    probes: dict[str, ProbeResult]
+    fusion: ProbeScores | None
+    face_track: FaceTrack | None
+    skipped: dict[str, str]  # probe id → why it did not run
+    warnings: list[str]
+    timings: dict[str, float]
+    clip: Clip | None = None  # decoded frames and audio, kept for explanations; not serialised
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # encoder id → (T × D), not serialised
+
+    @property
+    def step_times(self) -> np.ndarray:
+        return np.arange(self.media.n_steps) / STEP_RATE
+
+    def to_dict(self) -> dict:
+        return {
+            "report_version": REPORT_VERSION,
+            "media": self.media.to_dict(),
+            "clock": {"step_rate_hz": STEP_RATE, "n_steps": self.media.n_steps,
+                      "step_probability": STEP_PROBABILITY, "video_probability": VIDEO_PROBABILITY},
+            "step_times": [round(float(t), 4) for t in self.step_times],
+            "probes": {pid: result.to_dict() for pid, result in self.probes.items()},
+            "fusion": ({"probes": list(self.probes), **self.fusion.to_dict()} if self.fusion else None),
+            "faces": self.face_track.to_dict() if self.face_track else None,
+            "skipped": self.skipped,
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | None = None,
+            progress: StageProgress = None) -> AnalysisResult:
+    """Score `video` with every probe in `probe_ids` on the 25 Hz clock."""
+    options = options or AnalysisOptions()
+    if not probe_ids:
+        raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
+    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
+    report = _stage_reporter(progress)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    report("decode", 0.0)
+    clip = decode(video, options.limits)
+    timings["decode"] = time.perf_counter() - start
+    warnings = list(clip.warnings)
+
+    runnable, skipped = _split_runnable(probes, clip)
+    track = None
+    if any(get_spec(p.encoder_id).modality in FACE_MODALITIES for p in runnable):
+        start = time.perf_counter()
+        track = track_faces(clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
+        timings["faces"] = time.perf_counter() - start
+        warnings += track.warnings
+    if not runnable:
+        raise AnalysisError("none of the chosen probes can run on this clip: "
+                            + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
+
+    inputs = ClipInputs(clip, track, options.features)
+    features: dict[str, np.ndarray] = {}
+    for encoder_id in dict.fromkeys(p.encoder_id for p in runnable):
+        start = time.perf_counter()
+        features[encoder_id] = _features(encoder_id, inputs, options, lambda f, e=encoder_id: report(f"encoder {e}", f))
+        timings[f"encoder {encoder_id}"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    results = {p.id: _probe_result(p, features[p.encoder_id]) for p in runnable}
+    fusion = fuse([r.scores for r in results.values()]) if len(results) > 1 else None
+    timings["probes"] = time.perf_counter() - start
+    report("done", 1.0)
+    return AnalysisResult(media=clip.info, probes=results, fusion=fusion, face_track=track, skipped=skipped,
+                          warnings=warnings, timings=timings, clip=clip, features=features)
+
+
+def _stage_reporter(progress: StageProgress) -> Callable[[str, float], None]:
+    return progress if progress is not None else (lambda stage, fraction: None)
+
+
+def _split_runnable(probes: list[LinearProbe], clip: Clip) -> tuple[list[LinearProbe], dict[str, str]]:
+    runnable, skipped = [], {}
+    for probe in probes:
+        if get_spec(probe.encoder_id).modality in ("audio", "audio-visual") and clip.audio is None:
+            skipped[probe.id] = "no audio track"
+        else:
+            runnable.append(probe)
+    return runnable, skipped
+
+
+def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, progress) -> np.ndarray:
+    """Features from the cache, or computed and cached; always exactly n_steps rows."""
+    spec = get_spec(encoder_id)
+    if spec.source == "external":  # user-supplied files are not cached under the video's hash
+        return get_encoder(encoder_id).encode(inputs, progress)
+    encoder = get_encoder(encoder_id, options.weights.get(encoder_id), options.precision)
+    sha = inputs.clip.info.sha256
+    version = f"{encoder.cache_version}-faces{options.face_stride}"
+    cached = options.cache.get(sha, encoder_id, version) if options.cache else None
+    if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
+        progress(1.0)
+        return cached
+    computed = encoder.encode(inputs, progress).astype(np.float32)
+    if computed.shape != (inputs.n_steps, spec.dim):
+        raise AnalysisError(f"encoder {encoder_id} returned features of shape {computed.shape}, "
+                            f"expected ({inputs.n_steps}, {spec.dim}).")
+    if options.cache:
+        options.cache.put(sha, encoder_id, version, computed)
+    return computed
+
+
+def _probe_result(probe: LinearProbe, features: np.ndarray) -> ProbeResult:
+    spec = get_spec(probe.encoder_id)
+    return ProbeResult(probe_id=probe.id, encoder_id=spec.id, modality=spec.modality,
+                       offline_encoder=spec.offline and spec.source != "external",
+                       card=probe.card, scores=probe.score(features))

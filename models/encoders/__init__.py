@@ -1,0 +1,135 @@
+"""The encoder registry (open_clip style): `list_encoders()`, `get_spec(id)` and one
+factory, `create_encoder(id)`, that builds any entry.
+
+Every hub entry has a `random-` twin: the same architecture at a fixed seed with no
+pretraining (the paper's random baselines), always available offline.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
+from models.errors import AnalysisError
+
+_STABLE_LAYER_NORM = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
+_LARGE_AUDIO = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                "intermediate_size": 4096, **_STABLE_LAYER_NORM}
+_VIDEOMAE_LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "intermediate_size": 4096, "image_size": 224, "patch_size": 16, "num_frames": 16,
+                   "tubelet_size": 2}
+
+_HUB_ENCODERS = [
+    EncoderSpec("wav2vec2-xls-r-2b", "wav2vec2", "audio", "hub", 3840, "facebook/wav2vec2-xls-r-2b",
+                {"hidden_size": 1920, "num_hidden_layers": 48, "num_attention_heads": 16,
+                 "intermediate_size": 7680, "conv_bias": True, **_STABLE_LAYER_NORM},
+                "≈ 8.6 GB", "Apache-2.0", "XLS-R 2B, last hidden state 1920-d at 50 Hz, pairs → 3840-d (SSR-DFD)"),
+    EncoderSpec("wav2vec2-xls-r-300m", "wav2vec2", "audio", "hub", 2048, "facebook/wav2vec2-xls-r-300m",
+                {**_LARGE_AUDIO, "conv_bias": True}, "≈ 1.3 GB", "Apache-2.0",
+                "XLS-R 300M, 1024-d at 50 Hz, pairs → 2048-d"),
+    EncoderSpec("wavlm-large", "wavlm", "audio", "hub", 2048, "microsoft/wavlm-large",
+                {**_LARGE_AUDIO, "conv_bias": False}, "≈ 1.3 GB", "MIT (see model card)",
+                "WavLM Large, 1024-d at 50 Hz, pairs → 2048-d"),
+    EncoderSpec("hubert-large", "hubert", "audio", "hub", 2048, "facebook/hubert-large-ll60k",
+                {**_LARGE_AUDIO, "conv_bias": True}, "≈ 1.3 GB", "Apache-2.0",
+                "HuBERT Large (LibriLight 60k h), 1024-d at 50 Hz, pairs → 2048-d"),
+    EncoderSpec("clip-vit-l14", "clip", "face", "hub", 768, "openai", {"model_name": "ViT-L-14"},
+                "≈ 0.9 GB", "MIT", "CLIP ViT-L/14 (OpenAI) image embedding of the 224 px face crop, per step"),
+    EncoderSpec("clip-vit-b16", "clip", "face", "hub", 512, "openai", {"model_name": "ViT-B-16"},
+                "≈ 0.6 GB", "MIT", "CLIP ViT-B/16 (OpenAI) image embedding of the 224 px face crop, per step"),
+    EncoderSpec("videomae-large", "videomae", "face", "hub", 1024, "MCG-NJU/videomae-large", _VIDEOMAE_LARGE,
+                "≈ 1.3 GB", "CC BY-NC 4.0", "VideoMAE-L mean token of 16-step face-crop windows, nearest window"),
+    EncoderSpec("fsfm-vit-b16", "fsfm", "face", "hub", 768,
+                "Wolowolo/fsfm-3c::pretrained_models/VF2_ViT-B/checkpoint-400.pth",
+                {"patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12},
+                "≈ 1 GB (unverified)", "CC BY-NC 4.0",
+                "FSFM ViT-B/16 (MAE on VGGFace2 faces) mean patch token of the 224 px face crop (1.3× box)"),
+]
+
+_EXTERNAL_ENCODERS = [
+    EncoderSpec("avhubert-large-av", "avhubert", "audio-visual", "external", 1024, None,
+                licence="AV-HuBERT licence (non-commercial)",
+                description="AV-HuBERT large self_large_vox_433h, audio+video, final layer (bit-ml/AVH-Align)"),
+    EncoderSpec("avhubert-large-a", "avhubert", "audio", "external", 1024, None,
+                licence="AV-HuBERT licence (non-commercial)",
+                description="AV-HuBERT large, audio stream only, final layer (bit-ml/AVH-Align)"),
+    EncoderSpec("avhubert-large-v", "avhubert", "lips", "external", 1024, None,
+                licence="AV-HuBERT licence (non-commercial)",
+                description="AV-HuBERT large, lip stream only, final layer (bit-ml/AVH-Align)"),
+    EncoderSpec("braven-large-v", "braven", "lips", "external", 1024, None,
+                description="BRAVEn large visual encoder on 88 px mouth ROIs (BRAVEn reference code)"),
+]
+
+
+def _random_twin(spec: EncoderSpec) -> EncoderSpec:
+    return replace(spec, id=f"random-{spec.id}", source="random", weights=None, download="",
+                   description=f"{spec.description} — random init, seed 0, no pretraining (offline baseline)")
+
+
+_REGISTRY: dict[str, EncoderSpec] = {}
+
+
+def register_encoder(spec: EncoderSpec) -> EncoderSpec:
+    """Add (or replace) a registry entry; tests and plug-ins use this."""
+    _REGISTRY[spec.id] = spec
+    _instances.clear()
+    return spec
+
+
+for _spec in _HUB_ENCODERS:
+    register_encoder(_spec)
+    register_encoder(_random_twin(_spec))
+for _spec in _EXTERNAL_ENCODERS:
+    register_encoder(_spec)
+
+
+def list_encoders() -> list[str]:
+    """All registered encoder ids."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(encoder_id: str) -> EncoderSpec:
+    try:
+        return _REGISTRY[encoder_id]
+    except KeyError:
+        raise AnalysisError(f"unknown encoder {encoder_id!r}.",
+                            hint=f"Known encoders: {', '.join(list_encoders())}.") from None
+
+
+def _encoder_class(family: str):
+    if family in ("wav2vec2", "wavlm", "hubert"):
+        from models.encoders.audio_ssl import AudioSSLEncoder
+        return AudioSSLEncoder
+    if family == "clip":
+        from models.encoders.vision import ClipEncoder
+        return ClipEncoder
+    if family == "fsfm":
+        from models.encoders.vision import FSFMEncoder
+        return FSFMEncoder
+    if family == "videomae":
+        from models.encoders.videomae import VideoMAEEncoder
+        return VideoMAEEncoder
+    from models.encoders.external import ExternalFeatures
+    return ExternalFeatures
+
+
+def create_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:
+    """Build encoder `encoder_id`. `weights` (a hub id or a local folder/file) overrides the
+    entry's; hub and local weights go through the same loading call."""
+    spec = get_spec(encoder_id)
+    if spec.source == "random" and weights is not None:
+        raise AnalysisError(f"{encoder_id} is random-init and takes no weights.")
+    return _encoder_class(spec.family)(spec, weights or spec.weights, precision)
+
+
+_instances: dict[tuple, Encoder] = {}
+_instances_lock = threading.Lock()
+
+
+def get_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:
+    """create_encoder, memoised per process: loading a large model takes seconds."""
+    key = (encoder_id, weights, precision)
+    with _instances_lock:
+        if key not in _instances:
+            _instances[key] = create_encoder(encoder_id, weights, precision)
+        return _instances[key]

@@ -1,0 +1,288 @@
+"""Face and mouth tracking on the step clock, and the crops the encoders take.
+
+Detection uses the weights bundled inside the mediapipe 0.10.21 wheel (BlazeFace
+full-range detector, then the 468-point face mesh run on the enlarged face box), so
+nothing is downloaded. Per step we keep a face box, the mouth centre, the eye-line
+angle and scale; they are smoothed over time, steps without a detection are filled
+by interpolation and reported, never dropped.
+
+Crop conventions (documented choices):
+- face crop: square, centred on the face box, side = 1.3 × the longer box side
+  (FSFM's 30 % enlargement), resized to 224 px RGB, axis-aligned.
+- mouth ROI: square, centred on the mean of the lip landmarks, rotated so the eye
+  line is level, side = MOUTH_ROI_SCALE × the outer-eye-corner distance, 96 px
+  grayscale, then centre-cropped to 88 px by the lip encoders (AV-HuBERT / BRAVEn
+  use a 68-landmark Procrustes alignment to a mean face; the eye line gives the same
+  rotation and scale up to a constant).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+FACE_CROP_SIZE = 224
+FACE_CROP_ENLARGE = 1.3
+MOUTH_ROI_SIZE = 96
+MOUTH_ROI_CENTRE = 88
+MOUTH_ROI_SCALE = 0.85
+SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
+
+# Face-mesh landmark indices (mediapipe canonical 468-point topology).
+LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+
+
+@dataclass
+class CropGeometry:
+    """A square crop of a frame: centre and side in working-frame pixels, rotation in
+    degrees (counter-clockwise), the frame size, and the output size in pixels."""
+
+    centre_x: float
+    centre_y: float
+    side: float
+    angle: float
+    frame_width: int
+    frame_height: int
+    out_size: int
+
+    def crop_to_frame_matrix(self) -> np.ndarray:
+        """2×3 affine matrix taking crop pixel coordinates to frame pixel coordinates."""
+        scale = self.side / self.out_size
+        theta = np.deg2rad(self.angle)
+        cos, sin = np.cos(theta) * scale, np.sin(theta) * scale
+        half = self.out_size / 2
+        # Crop axes are the frame axes rotated by -angle (image y points down).
+        return np.array([[cos, sin, self.centre_x - cos * half - sin * half],
+                         [-sin, cos, self.centre_y + sin * half - cos * half]])
+
+    def crop_points_to_frame(self, points: np.ndarray) -> np.ndarray:
+        """Crop pixel (x, y) points → normalised full-frame coordinates (0..1, origin top-left)."""
+        points = np.atleast_2d(np.asarray(points, float))
+        frame_xy = points @ self.crop_to_frame_matrix()[:, :2].T + self.crop_to_frame_matrix()[:, 2]
+        return frame_xy / np.array([self.frame_width, self.frame_height])
+
+    def extract(self, frame: np.ndarray) -> np.ndarray:
+        """Cut this crop out of `frame` (pixels outside the frame are black)."""
+        frame_to_crop = cv2.invertAffineTransform(self.crop_to_frame_matrix())
+        return cv2.warpAffine(frame, frame_to_crop, (self.out_size, self.out_size), flags=cv2.INTER_AREA
+                              if self.side > self.out_size else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+@dataclass
+class FaceTrack:
+    """Per-step face and mouth geometry, in working-frame pixels."""
+
+    face_boxes: np.ndarray  # (T, 4) x0, y0, x1, y1
+    mouth_centres: np.ndarray  # (T, 2) x, y
+    eye_distances: np.ndarray  # (T,) outer eye corner distance
+    angles: np.ndarray  # (T,) eye-line roll in degrees
+    detected: np.ndarray  # (T,) bool: a face was detected at this step
+    confidence: np.ndarray  # (T,) detector score, 0 where not detected
+    frame_width: int
+    frame_height: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.detected)
+
+    @property
+    def found_fraction(self) -> float:
+        return float(self.detected.mean()) if self.n_steps else 0.0
+
+    def missing_spans(self) -> list[tuple[int, int]]:
+        """Runs of steps without a detection, as [start, end) step ranges."""
+        spans, start = [], None
+        for step, found in enumerate(list(self.detected) + [True]):
+            if not found and start is None:
+                start = step
+            elif found and start is not None:
+                spans.append((start, step))
+                start = None
+        return spans
+
+    def face_geometry(self, step: int, out_size: int = FACE_CROP_SIZE) -> CropGeometry:
+        x0, y0, x1, y1 = self.face_boxes[step]
+        side = FACE_CROP_ENLARGE * max(x1 - x0, y1 - y0)
+        return CropGeometry((x0 + x1) / 2, (y0 + y1) / 2, side, 0.0, self.frame_width, self.frame_height, out_size)
+
+    def mouth_geometry(self, step: int, out_size: int = MOUTH_ROI_SIZE) -> CropGeometry:
+        x, y = self.mouth_centres[step]
+        side = MOUTH_ROI_SCALE * self.eye_distances[step]
+        return CropGeometry(x, y, side, self.angles[step], self.frame_width, self.frame_height, out_size)
+
+    def face_crops(self, frames: np.ndarray, out_size: int = FACE_CROP_SIZE) -> np.ndarray:
+        """(T, out, out, 3) uint8 RGB face crops."""
+        return np.stack([self.face_geometry(t, out_size).extract(frames[t]) for t in range(len(frames))])
+
+    def mouth_rois(self, frames: np.ndarray) -> np.ndarray:
+        """(T, 96, 96) uint8 grayscale mouth regions (centre-crop 88 px for the lip encoders)."""
+        return np.stack([cv2.cvtColor(self.mouth_geometry(t).extract(frames[t]), cv2.COLOR_RGB2GRAY)
+                         for t in range(len(frames))])
+
+    def to_dict(self) -> dict:
+        """Per-step geometry in normalised frame coordinates, for reports."""
+        size = np.array([self.frame_width, self.frame_height] * 2, float)
+        return {
+            "found_fraction": round(self.found_fraction, 4),
+            "missing_steps": [list(span) for span in self.missing_spans()],
+            "face_boxes": np.round(self.face_boxes / size, 4).tolist(),
+            "mouth_centres": np.round(self.mouth_centres / size[:2], 4).tolist(),
+            "detected": self.detected.astype(int).tolist(),
+            "confidence": np.round(self.confidence, 3).tolist(),
+        }
+
+
+@dataclass
+class _Detection:
+    box: np.ndarray  # x0, y0, x1, y1 in pixels
+    mouth: np.ndarray
+    eye_distance: float
+    angle: float
+    score: float
+
+
+class FaceTracker:
+    """Detects one face (the most confident) per frame with mediapipe's bundled models."""
+
+    _lock = threading.Lock()  # mediapipe graphs are not thread-safe
+
+    def __init__(self, min_confidence: float = 0.5):
+        import mediapipe as mp  # heavy import, only when faces are needed
+
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_confidence)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=0.3)
+
+    def close(self) -> None:
+        self._detector.close()
+        self._mesh.close()
+
+    def detect(self, frame: np.ndarray) -> _Detection | None:
+        """The most confident face in one RGB frame, or None."""
+        height, width = frame.shape[:2]
+        with self._lock:
+            found = self._detector.process(frame).detections
+        if not found:
+            return None
+        best = max(found, key=lambda d: d.score[0])
+        rel = best.location_data.relative_bounding_box
+        box = np.array([rel.xmin * width, rel.ymin * height,
+                        (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height])
+        landmarks = self._mesh_landmarks(frame, box)
+        if landmarks is None:
+            return self._from_keypoints(best, box, width, height)
+        lips = landmarks[list(LIP_LANDMARKS)]
+        right_eye, left_eye = landmarks[RIGHT_EYE_OUTER], landmarks[LEFT_EYE_OUTER]
+        mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
+        return _Detection(mesh_box, lips.mean(0), float(np.linalg.norm(left_eye - right_eye)),
+                          _roll_degrees(right_eye, left_eye), float(best.score[0]))
+
+    def _mesh_landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """468 landmark pixel positions from the mesh run on the face box enlarged ×1.8."""
+        geometry = CropGeometry((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.8 * max(box[2] - box[0],
+                                box[3] - box[1]), 0.0, frame.shape[1], frame.shape[0], 256)
+        crop = geometry.extract(frame)
+        with self._lock:
+            result = self._mesh.process(crop).multi_face_landmarks
+        if not result:
+            return None
+        points = np.array([(p.x * 256, p.y * 256) for p in result[0].landmark])
+        return geometry.crop_points_to_frame(points) * np.array([frame.shape[1], frame.shape[0]])
+
+    @staticmethod
+    def _from_keypoints(detection, box: np.ndarray, width: int, height: int) -> _Detection:
+        """Mouth and eyes from the detector's six keypoints when the mesh fails."""
+        keypoints = np.array([(k.x * width, k.y * height) for k in detection.location_data.relative_keypoints])
+        right_eye, left_eye, mouth = keypoints[0], keypoints[1], keypoints[3]
+        eye_distance = 1.45 * float(np.linalg.norm(left_eye - right_eye))  # pupils → outer corners
+        return _Detection(box, mouth, eye_distance, _roll_degrees(right_eye, left_eye), float(detection.score[0]))
+
+
+def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
+    """Counter-clockwise roll of the eye line (the subject's right eye is on the image left)."""
+    dx, dy = left_eye - right_eye
+    return float(-np.degrees(np.arctan2(dy, dx)))
+
+
+_shared_tracker: FaceTracker | None = None
+
+
+def shared_tracker() -> FaceTracker:
+    """One tracker per process: building mediapipe graphs costs about a second."""
+    global _shared_tracker
+    if _shared_tracker is None:
+        _shared_tracker = FaceTracker()
+    return _shared_tracker
+
+
+def track_faces(frames: np.ndarray, stride: int = 1, tracker: FaceTracker | None = None,
+                progress=None) -> FaceTrack:
+    """Detect faces every `stride` steps, smooth, and fill gaps by interpolation."""
+    tracker = tracker or shared_tracker()
+    n_steps, height, width = frames.shape[:3]
+    steps = list(range(0, n_steps, max(1, stride)))
+    if steps[-1] != n_steps - 1:
+        steps.append(n_steps - 1)
+    detections: dict[int, _Detection] = {}
+    for index, step in enumerate(steps):
+        found = tracker.detect(frames[step])
+        if found is not None:
+            detections[step] = found
+        if progress:
+            progress((index + 1) / len(steps))
+    return _build_track(detections, n_steps, width, height, stride)
+
+
+def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, height: int,
+                 stride: int) -> FaceTrack:
+    detected = np.zeros(n_steps, bool)
+    confidence = np.zeros(n_steps)
+    warnings = []
+    if not detections:
+        side = 0.6 * min(width, height)
+        box = np.array([(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2])
+        params = np.tile(np.concatenate([box, [width / 2, height * 0.62, side * 0.45, 0.0]]), (n_steps, 1))
+        warnings.append("no face found in any step: crops fall back to the frame centre")
+    else:
+        known = np.array(sorted(detections))
+        values = np.array([np.concatenate([detections[s].box, detections[s].mouth,
+                                           [detections[s].eye_distance, detections[s].angle]]) for s in known])
+        values = _smooth(values, SMOOTHING_STEPS)
+        params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
+        for step, found in detections.items():
+            confidence[step] = found.score
+        detected = _detected_mask(known, n_steps, stride)
+        missing = int((~detected).sum())
+        if missing:
+            warnings.append(f"no face in {missing} of {n_steps} steps: those steps are interpolated")
+    return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], eye_distances=params[:, 6],
+                     angles=params[:, 7], detected=detected, confidence=confidence, frame_width=width,
+                     frame_height=height, warnings=warnings)
+
+
+def _detected_mask(known: np.ndarray, n_steps: int, stride: int) -> np.ndarray:
+    """Steps covered by a detection: the detected steps and, with a stride, the steps
+    between two consecutive detections that are one stride apart (tracked, not missing)."""
+    mask = np.zeros(n_steps, bool)
+    mask[known] = True
+    for a, b in zip(known[:-1], known[1:]):
+        if b - a <= stride:
+            mask[a:b] = True
+    return mask
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 with edge-shrinking windows."""
+    if len(values) < 3 or window < 2:
+        return values
+    half = window // 2
+    cumulative = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, 0)])
+    index = np.arange(len(values))
+    lo, hi = np.maximum(0, index - half), np.minimum(len(values), index + half + 1)
+    return (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]

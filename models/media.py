@@ -1,0 +1,338 @@
+"""Decode one video file into frames on the 25 Hz step clock and mono 16 kHz audio.
+
+Frames are picked by presentation timestamp, so constant and variable frame rate
+files land on the same clock: step t shows the last frame whose timestamp is at or
+before the step's centre. PyAV (FFmpeg) does the decoding; every failure a user can
+cause becomes an AnalysisError naming the file and the problem.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from models.errors import AnalysisError
+from models.timing import SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
+
+IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "tiff", "bmp"}
+KNOWN_CONTAINERS = "MP4, MOV, MKV, WebM or AVI"
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What decoding accepts; everything beyond is refused before heavy work starts."""
+
+    max_file_bytes: int = 2 * 1024**3
+    max_duration_s: float = 600.0
+    max_width: int = 4096
+    max_height: int = 4096
+    frame_max_side: int = 640  # frames are kept at this working size (longest side)
+    min_decoded_fraction: float = 0.9  # below this share of the declared duration: truncated
+
+
+@dataclass
+class MediaInfo:
+    """Facts about the source file, carried into every report."""
+
+    path: str
+    name: str
+    sha256: str
+    size_bytes: int
+    container: str
+    video_codec: str
+    width: int
+    height: int
+    fps: float
+    variable_frame_rate: bool
+    duration_s: float
+    n_steps: int
+    has_audio: bool
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Clip:
+    """A decoded clip: one frame per analysis step, their source timestamps, audio."""
+
+    info: MediaInfo
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB at the working size
+    frame_times: np.ndarray  # (T,) timestamp in seconds of the frame shown at each step
+    audio: np.ndarray | None  # (N,) float32 mono at SAMPLE_RATE, None without an audio track
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.frames)
+
+    @property
+    def step_times(self) -> np.ndarray:
+        return np.arange(self.n_steps) / STEP_RATE
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size frames are kept at: the source scaled so its longest side is at most
+    `max_side`, with even dimensions."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def decode(path: str | Path, limits: MediaLimits = MediaLimits()) -> Clip:
+    """Decode `path` into a Clip on the step clock; raise AnalysisError for bad input."""
+    path = Path(path)
+    _check_file(path, limits)
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as error:
+        raise AnalysisError(
+            f"is not a video file FFmpeg can read ({_ffmpeg_reason(error)}).",
+            path=path, hint=f"Upload an {KNOWN_CONTAINERS} file.") from None
+    with container:
+        return _decode_container(container, path, limits)
+
+
+def _check_file(path: Path, limits: MediaLimits) -> None:
+    if not path.exists():
+        raise AnalysisError("file not found.", path=path, hint="Check the path.")
+    if path.is_dir():
+        raise AnalysisError("is a folder, not a video file.", path=path)
+    size = path.stat().st_size
+    if size == 0:
+        raise AnalysisError("the file is empty (0 bytes).", path=path,
+                            hint="The upload or copy may have failed; try the file again.")
+    if size > limits.max_file_bytes:
+        raise AnalysisError(
+            f"the file is {size / 1e6:.0f} MB, over the limit of {limits.max_file_bytes / 1e6:.0f} MB.",
+            path=path, hint="Cut the clip shorter or raise the limit.")
+
+
+def _ffmpeg_reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits) -> Clip:
+    format_name = container.format.name
+    if set(format_name.split(",")) & IMAGE_FORMATS or format_name.endswith("_pipe"):
+        raise AnalysisError(f"is a still image ({format_name}), not a video.", path=path,
+                            hint=f"Upload an {KNOWN_CONTAINERS} file.")
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        raise AnalysisError(f"has no video stream (it contains: {kinds}).", path=path,
+                            hint="The analysis needs a video track; for audio only, mux it with a still frame.")
+    video = container.streams.video[0]
+    width, height = video.codec_context.width, video.codec_context.height
+    if width <= 0 or height <= 0:
+        raise AnalysisError("the video stream has no frame size.", path=path, hint="The file looks corrupt.")
+    if width > limits.max_width or height > limits.max_height:
+        raise AnalysisError(
+            f"the video is {width}×{height}, over the limit of {limits.max_width}×{limits.max_height}.",
+            path=path, hint="Downscale the clip or raise the resolution limit.")
+    declared = _declared_duration(container, video)
+    if declared is not None and declared > limits.max_duration_s:
+        raise AnalysisError(
+            f"the clip is {declared:.1f} s long, over the limit of {limits.max_duration_s:.0f} s.",
+            path=path, hint="Cut the clip shorter or raise the duration limit.")
+    audio = container.streams.audio[0] if container.streams.audio else None
+    origin = container.start_time / av.time_base if container.start_time not in (None,) else 0.0
+    out_size = working_size(width, height, limits.frame_max_side)
+    picker = _StepFramePicker(out_size)
+    audio_parts: list[tuple[float, np.ndarray]] = []
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio else None
+    streams = [video] + ([audio] if audio else [])
+    try:
+        for packet in container.demux(*streams):
+            for frame in packet.decode():
+                if frame.time is None:
+                    continue
+                time = frame.time - origin
+                if time > limits.max_duration_s:
+                    raise AnalysisError(
+                        f"the clip runs past the limit of {limits.max_duration_s:.0f} s.",
+                        path=path, hint="Cut the clip shorter or raise the duration limit.")
+                if isinstance(frame, av.VideoFrame):
+                    picker.add(frame, time)
+                else:
+                    audio_parts.extend((time, chunk) for chunk in _resample(resampler, frame))
+        if resampler is not None:
+            audio_parts.extend((math.inf, chunk) for chunk in _resample(resampler, None))
+    except av.error.FFmpegError as error:
+        raise AnalysisError(f"decoding failed ({_ffmpeg_reason(error)}); the file looks truncated or corrupt.",
+                            path=path, hint="Re-export or re-download the file.") from None
+    except MemoryError:
+        raise AnalysisError("decoding ran out of memory.", path=path,
+                            hint="Lower the resolution or duration limits.") from None
+    if picker.frame_count == 0:
+        raise AnalysisError("no video frame could be decoded; the file looks truncated or corrupt.",
+                            path=path, hint="Re-export or re-download the file.")
+    duration = picker.end_time()
+    if declared is not None and declared > 1.0 and duration < limits.min_decoded_fraction * declared:
+        raise AnalysisError(
+            f"the file is truncated: its header says {declared:.2f} s but only {duration:.2f} s could be decoded.",
+            path=path, hint="Re-export or re-download the file.")
+    n_steps = steps_for_duration(duration)
+    frames, frame_times = picker.frames_for_steps(n_steps)
+    waveform = _assemble_audio(audio_parts, n_steps) if audio else None
+    warnings = []
+    if audio is None:
+        warnings.append("no audio track: audio probes are skipped")
+    elif waveform is not None and not np.any(waveform):
+        warnings.append("the audio track is silent")
+    info = MediaInfo(
+        path=str(path), name=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size,
+        container=format_name, video_codec=video.codec_context.name, width=width, height=height,
+        fps=picker.mean_fps(), variable_frame_rate=picker.is_variable_rate(), duration_s=round(duration, 4),
+        n_steps=n_steps, has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio else None,
+        audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+        audio_channels=audio.codec_context.channels if audio else None)
+    return Clip(info=info, frames=frames, frame_times=frame_times, audio=waveform, warnings=warnings)
+
+
+def _declared_duration(container: av.container.InputContainer, video: av.VideoStream) -> float | None:
+    if video.duration is not None and video.time_base is not None:
+        return float(video.duration * video.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _resample(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> list[np.ndarray]:
+    return [out.to_ndarray().reshape(-1).astype(np.float32) for out in resampler.resample(frame)]
+
+
+def _assemble_audio(parts: list[tuple[float, np.ndarray]], n_steps: int) -> np.ndarray:
+    """Concatenate resampled chunks, placed by the first chunk's timestamp, cut or padded to
+    exactly n_steps steps of audio."""
+    total = n_steps * SAMPLE_RATE // STEP_RATE
+    if not parts:
+        return np.zeros(total, np.float32)
+    lead = max(0, int(round(parts[0][0] * SAMPLE_RATE))) if math.isfinite(parts[0][0]) else 0
+    samples = np.concatenate([np.zeros(lead, np.float32)] + [chunk for _, chunk in parts])
+    if len(samples) >= total:
+        return samples[:total]
+    return np.pad(samples, (0, total - len(samples)))
+
+
+class _StepFramePicker:
+    """Keeps, for each step centre, the last frame whose timestamp is at or before it.
+
+    Frames that no step shows are never converted to RGB.
+    """
+
+    def __init__(self, out_size: tuple[int, int]):
+        self.out_size = out_size
+        self.images: list[np.ndarray] = []  # one per step assigned so far
+        self.image_times: list[float] = []
+        self.pending: tuple[av.VideoFrame, float] | None = None
+        self.pending_image: np.ndarray | None = None
+        self.times: list[float] = []
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.times)
+
+    def add(self, frame: av.VideoFrame, time: float) -> None:
+        if self.times and time <= self.times[-1]:
+            return  # duplicate or out-of-order timestamp: keep the first frame shown
+        self.times.append(time)
+        if self.pending is not None:
+            self._assign_until(time)
+        self.pending, self.pending_image = (frame, time), None
+
+    def _assign_until(self, next_time: float) -> None:
+        """Give the pending frame to every unassigned step whose centre is before next_time."""
+        while step_centre(len(self.images)) < next_time:
+            self._assign_pending()
+
+    def _assign_pending(self) -> None:
+        frame, time = self.pending
+        if self.pending_image is None:
+            width, height = self.out_size
+            self.pending_image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        self.images.append(self.pending_image)
+        self.image_times.append(time)
+
+    def end_time(self) -> float:
+        """Timestamp where the last frame stops being shown."""
+        if len(self.times) < 2:
+            return self.times[-1] + 1.0 / STEP_RATE
+        return self.times[-1] + float(np.median(np.diff(self.times)))
+
+    def frames_for_steps(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        while len(self.images) < n_steps:
+            self._assign_pending()
+        return np.stack(self.images[:n_steps]), np.asarray(self.image_times[:n_steps])
+
+    def mean_fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return round((len(self.times) - 1) / (self.times[-1] - self.times[0]), 3)
+
+    def is_variable_rate(self) -> bool:
+        if len(self.times) < 3:
+            return False
+        intervals = np.diff(self.times)
+        return bool(intervals.max() - intervals.min() > 0.25 * np.median(intervals))
+
+
+def write_test_clip(path: str | Path, frames: np.ndarray, *, fps: float | Fraction = 25,
+                    audio: np.ndarray | None = None, audio_rate: int = SAMPLE_RATE,
+                    frame_times: np.ndarray | None = None, codec: str = "libx264",
+                    audio_codec: str = "aac") -> Path:
+    """Write frames (T×H×W×3 uint8) and optional audio ((channels×)N float32) to a video file.
+
+    Used by the synthetic generator and the tests; `frame_times` gives variable frame rate.
+    """
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(1000)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if frame_times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        audio_stream = None
+        if audio is not None:
+            audio = np.atleast_2d(np.asarray(audio, np.float32))
+            layout = {1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}c")
+            audio_stream = container.add_stream(audio_codec, rate=audio_rate, layout=layout)
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if frame_times is not None:
+                frame.pts = int(round(frame_times[index] * 1000))
+                frame.time_base = Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if audio_stream is not None:
+            _write_audio(container, audio_stream, audio, audio_rate)
+    return path
+
+
+def _write_audio(container, stream, audio: np.ndarray, rate: int) -> None:
+    chunk = 1024
+    layout = stream.layout.name
+    for start in range(0, audio.shape[1], chunk):
+        block = np.ascontiguousarray(audio[:, start:start + chunk])
+        frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))

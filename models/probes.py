@@ -1,0 +1,200 @@
+"""Linear probes (SSR-DFD): one Linear(D, 1) over L2-normalised features at every step.
+
+    s_t = w · x_t / ||x_t|| + b        per-step logit
+    S   = logsumexp_t s_t              video score
+    P(fake) = sigmoid(2 S)             the model was trained with cross-entropy on [-S, S]
+
+Per-step probability: the paper leaves it open; we use sigmoid(2 s_t), which is what
+the video probability would be for a one-step video, so 0.5 is the same decision
+boundary on both curves.
+
+Files: NAME.safetensors (`head.weight` (1, D), `head.bias` (1,)) + NAME.json card.
+Released SSR-DFD Lightning checkpoints are read with torch.load(weights_only=True).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import AnalysisError
+
+CARD_REQUIRED = ("id", "encoder", "dim")
+STEP_PROBABILITY = "sigmoid(2*s_t)"
+VIDEO_PROBABILITY = "sigmoid(2*S), S = logsumexp_t s_t"
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
+def logsumexp(x: np.ndarray) -> float:
+    top = float(np.max(x))
+    return top + float(np.log(np.sum(np.exp(np.asarray(x, np.float64) - top))))
+
+
+@dataclass
+class ProbeScores:
+    """One probe's output on one clip."""
+
+    logits: np.ndarray  # (T,) s_t
+    probabilities: np.ndarray  # (T,) sigmoid(2 s_t)
+    video_score: float  # S
+    p_fake: float  # sigmoid(2 S)
+
+    def to_dict(self) -> dict:
+        return {"video_score": self.video_score, "p_fake": self.p_fake,
+                "logits": [round(float(v), 6) for v in self.logits],
+                "probabilities": [round(float(v), 6) for v in self.probabilities]}
+
+
+@dataclass
+class LinearProbe:
+    """The paper's per-step linear head with its card."""
+
+    weight: np.ndarray  # (D,)
+    bias: float
+    card: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.card["id"]
+
+    @property
+    def encoder_id(self) -> str:
+        return self.card["encoder"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[0])
+
+    def step_logits(self, features: np.ndarray) -> np.ndarray:
+        """s_t for (T × D) features, in float64."""
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise AnalysisError(f"probe {self.id} takes (steps × {self.dim}) features, got {features.shape}.")
+        norms = np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return (features / norms) @ self.weight.astype(np.float64) + float(self.bias)
+
+    def score(self, features: np.ndarray) -> ProbeScores:
+        logits = self.step_logits(features)
+        video_score = logsumexp(logits)
+        return ProbeScores(logits=logits, probabilities=sigmoid(2 * logits), video_score=video_score,
+                           p_fake=float(sigmoid(2 * video_score)))
+
+
+def fuse(scores: list[ProbeScores]) -> ProbeScores:
+    """Late fusion: the mean of the probes' probabilities (per step and per video); the
+    fused logits are the ones that give those probabilities under the same mapping."""
+    probabilities = np.mean([s.probabilities for s in scores], 0)
+    p_fake = float(np.mean([s.p_fake for s in scores]))
+    clipped = np.clip(probabilities, 1e-12, 1 - 1e-12)
+    logits = 0.5 * np.log(clipped / (1 - clipped))
+    p = min(max(p_fake, 1e-12), 1 - 1e-12)
+    return ProbeScores(logits=logits, probabilities=probabilities, video_score=0.5 * float(np.log(p / (1 - p))),
+                       p_fake=p_fake)
+
+
+def save_probe(probe: LinearProbe, folder: str | Path) -> Path:
+    """Write NAME.safetensors + NAME.json (atomically) and return the card's path."""
+    from safetensors.numpy import save_file
+
+    from models.cache import atomic_write
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = {**probe.card, "dim": probe.dim, "l2_normalise": True, "pooling": "logsumexp",
+            "step_probability": STEP_PROBABILITY, "video_probability": VIDEO_PROBABILITY}
+    tensors = {"head.weight": probe.weight.reshape(1, -1).astype(np.float32),
+               "head.bias": np.array([probe.bias], np.float32)}
+    stem = safe_name(probe.id)
+    atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(folder / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(card, indent=2)))
+    return folder / f"{stem}.json"
+
+
+def safe_name(probe_id: str) -> str:
+    """A file stem for a probe id (ids may hold '/', '@')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in probe_id)
+
+
+def load_probe_file(card_path: str | Path) -> LinearProbe:
+    """Read NAME.json + NAME.safetensors and validate them against each other and the registry."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from models.encoders import get_spec
+
+    card_path = Path(card_path).with_suffix(".json")
+    weights_path = card_path.with_suffix(".safetensors")
+    for path in (card_path, weights_path):
+        if not path.exists():
+            raise AnalysisError("probe file not found.", path=path,
+                                hint="A probe is NAME.json (card) + NAME.safetensors (weights) side by side.")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AnalysisError(f"the probe card is not valid JSON ({error}).", path=card_path) from None
+    if not isinstance(card, dict) or any(key not in card for key in CARD_REQUIRED):
+        raise AnalysisError(f"the probe card must be an object with {', '.join(CARD_REQUIRED)}.", path=card_path)
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise AnalysisError(f"the probe weights are not a valid safetensors file ({error}).",
+                            path=weights_path) from None
+    probe = _probe_from_tensors(tensors, card, weights_path)
+    spec = get_spec(card["encoder"])
+    if spec.dim != probe.dim or int(card["dim"]) != probe.dim:
+        raise AnalysisError(f"probe weights are {probe.dim}-d but the card says {card['dim']} and encoder "
+                            f"{spec.id} gives {spec.dim}-d features.", path=weights_path)
+    return probe
+
+
+def _probe_from_tensors(tensors: dict, card: dict, path: Path) -> LinearProbe:
+    weight, bias = tensors.get("head.weight"), tensors.get("head.bias")
+    if weight is None or bias is None:
+        raise AnalysisError(f"the probe weights need head.weight and head.bias (found: {', '.join(tensors)}).",
+                            path=path)
+    weight, bias = np.asarray(weight), np.asarray(bias)
+    if weight.ndim != 2 or weight.shape[0] != 1 or bias.shape != (1,):
+        raise AnalysisError(f"head.weight must be (1, D) and head.bias (1,), got {weight.shape} and {bias.shape}.",
+                            path=path)
+    if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+        raise AnalysisError("the probe weights contain NaN or infinity.", path=path)
+    return LinearProbe(weight=weight[0].astype(np.float32), bias=float(bias[0]), card=card)
+
+
+def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:
+    """A released SSR-DFD checkpoint (head.weight / head.bias in `state_dict`), unpickled
+    with weights_only=True, checked against its hyper-parameters."""
+    import torch
+
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+        raise AnalysisError(f"is not a readable probe checkpoint ({type(error).__name__}).", path=path,
+                            hint="Released SSR-DFD probes are PyTorch Lightning .ckpt files.") from None
+    state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
+    tensors = {k: v.numpy() for k, v in state.items() if k in ("head.weight", "head.bias")}
+    probe = _probe_from_tensors(tensors, {**card, "dim": None}, path)
+    hparams = (checkpoint.get("hyper_parameters", {}).get("config", {}).get("model_hparams", {}))
+    declared = hparams.get("feats_dim")
+    if declared is not None and int(declared) != probe.dim:
+        raise AnalysisError(f"head is {probe.dim}-d but the checkpoint declares feats_dim={declared}.", path=path)
+    probe.card = {**card, "dim": probe.dim, "input_type": hparams.get("input_type")}
+    return probe
+
+
+def random_probe(encoder_id: str, seed: int = 0) -> LinearProbe:
+    """An untrained head with N(0, 1) weights over `encoder_id`: for smoke tests and timing."""
+    from models.encoders import get_spec
+
+    spec = get_spec(encoder_id)
+    weight = np.random.default_rng(seed).standard_normal(spec.dim).astype(np.float32)
+    return LinearProbe(weight=weight, bias=0.0, card={
+        "id": f"random@{encoder_id}", "encoder": encoder_id, "dim": spec.dim, "source": "random",
+        "training_data": "none (untrained random head)", "seed": seed,
+        "notes": "Untrained: its scores mean nothing. For smoke tests and timing only."})

@@ -14,6 +14,7 @@ import numpy as np
 
 from models.cache import FeatureCache, atomic_write
 from models.encoders import ClipInputs, get_encoder, get_spec
+from models.encoders.base import resolve_dtype
 from models.errors import AnalysisError
 from models.faces import FaceTrack, track_faces
 from models.media import Clip, MediaInfo, MediaLimits, decode
@@ -150,13 +151,14 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, pro
     spec = get_spec(encoder_id)
     if spec.source == "external":  # user-supplied files are not cached under the video's hash
         return get_encoder(encoder_id).encode(inputs, progress)
-    encoder = get_encoder(encoder_id, options.weights.get(encoder_id), options.precision)
     sha = inputs.clip.info.sha256
-    version = f"{encoder.cache_version}-faces{options.face_stride}"
+    precision = str(resolve_dtype(options.precision)).removeprefix("torch.")
+    version = f"{spec.preprocessing_version}-{precision}-faces{options.face_stride}"
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
     if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
         progress(1.0)
         return cached
+    encoder = get_encoder(encoder_id, options.weights.get(encoder_id), options.precision)
     computed = encoder.encode(inputs, progress).astype(np.float32)
     if computed.shape != (inputs.n_steps, spec.dim):
         raise AnalysisError(f"encoder {encoder_id} returned features of shape {computed.shape}, "

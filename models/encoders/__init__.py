@@ -67,6 +67,8 @@ def _random_twin(spec: EncoderSpec) -> EncoderSpec:
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
+_instances: dict[tuple, Encoder] = {}
+_instances_lock = threading.Lock()
 
 
 def register_encoder(spec: EncoderSpec) -> EncoderSpec:
@@ -120,10 +122,6 @@ def create_encoder(encoder_id: str, weights: str | None = None, precision: str =
     if spec.source == "random" and weights is not None:
         raise AnalysisError(f"{encoder_id} is random-init and takes no weights.")
     return _encoder_class(spec.family)(spec, weights or spec.weights, precision)
-
-
-_instances: dict[tuple, Encoder] = {}
-_instances_lock = threading.Lock()
 
 
 def get_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:

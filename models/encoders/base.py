@@ -89,11 +89,6 @@ class Encoder:
         self.spec = spec
         self.dtype = resolve_dtype(precision)
 
-    @property
-    def cache_version(self) -> str:
-        """Part of the feature-cache key: preprocessing version and numeric precision."""
-        return f"{self.spec.preprocessing_version}-{str(self.dtype).removeprefix('torch.')}"
-
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
         raise NotImplementedError
 

@@ -1,0 +1,158 @@
+"""Command line: the same core functions as the app, for batches and scripts.
+
+    python cli.py analyze VIDEO --probe ID [--probe ID ...] --out DIR
+    python cli.py list encoders | probes
+    python cli.py probes fetch ID [--from FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from models.errors import AnalysisError
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        key, sep, path = value.partition("=")
+        if not sep or not key or not path:
+            raise AnalysisError(f"{flag} takes ENCODER=PATH, got {value!r}.")
+        pairs[key] = path
+    return pairs
+
+
+class StageBars:
+    """One tqdm bar per analysis stage on stderr."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self.tqdm, self.bar, self.stage = tqdm, None, None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            if stage != "done":
+                self.bar = self.tqdm(total=100, desc=f"{stage:<34}", file=sys.stderr, leave=True, mininterval=0.5,
+                                     bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
+        if self.bar is not None:
+            self.bar.update(int(round(100 * fraction)) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from models.analysis import AnalysisOptions, analyze
+    from models.cache import FeatureCache
+    from models.media import MediaLimits
+
+    limits = MediaLimits(max_duration_s=args.max_duration, frame_max_side=args.frame_size)
+    options = AnalysisOptions(limits=limits, face_stride=args.face_stride, precision=args.precision,
+                              weights=_pairs(args.weights, "--weights"),
+                              features=_pairs(args.features, "--features"),
+                              cache=None if args.no_cache else FeatureCache())
+    bars = StageBars()
+    try:
+        result = analyze(args.video, args.probe, options, progress=bars)
+    finally:
+        bars.close()
+    out = Path(args.out)
+    report = result.write_json(out / "report.json")
+    for probe_id, probe in result.probes.items():
+        print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
+    if result.fusion:
+        print(f"{'fusion (mean probability)':<40} P(fake) = {result.fusion.p_fake:.3f}")
+    for probe_id, why in result.skipped.items():
+        print(f"{probe_id:<40} skipped: {why}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "encoders":
+        from models.encoders import get_spec, list_encoders
+
+        rows = [get_spec(e).card() for e in list_encoders()]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        for row in [] if args.json else rows:
+            print(f"{row['id']:<28} {row['modality']:<13} {row['source']:<9} {row['dim']:>5}-d  {row['description']}")
+        return 0
+    from models.zoo import list_probes
+
+    entries = list_probes(include_random=args.random)
+    if args.json:
+        print(json.dumps([{"id": e.id, "encoder": e.encoder, "source": e.source, "available": e.available}
+                          for e in entries], indent=1))
+        return 0
+    for entry in entries:
+        state = "ready" if entry.available else "not downloaded"
+        print(f"{entry.id:<32} {entry.encoder:<24} {entry.source:<8} {state}")
+    return 0
+
+
+def cmd_probes_fetch(args: argparse.Namespace) -> int:
+    from models.zoo import fetch_remote
+
+    path = fetch_remote(args.id, source=args.source)
+    print(f"{args.id}: verified and stored at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description="Explain audio-visual deepfake probes.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    analyze = commands.add_parser("analyze", help="score one video with one or more probes")
+    analyze.add_argument("video")
+    analyze.add_argument("--probe", action="append", required=True, help="probe id (repeat for several)")
+    analyze.add_argument("--out", required=True, help="folder for report.json")
+    analyze.add_argument("--face-stride", type=int, default=1, help="detect faces every N steps (default 1)")
+    analyze.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    analyze.add_argument("--weights", action="append", metavar="ENCODER=PATH",
+                         help="local weights (folder or file) for a hub encoder")
+    analyze.add_argument("--features", action="append", metavar="ENCODER=PATH",
+                         help="precomputed features (.npy/.npz) for an external encoder (AV-HuBERT, BRAVEn)")
+    analyze.add_argument("--max-duration", type=float, default=600.0, help="refuse longer clips (seconds)")
+    analyze.add_argument("--frame-size", type=int, default=640, help="longest side frames are kept at")
+    analyze.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    analyze.set_defaults(run=cmd_analyze)
+
+    listing = commands.add_parser("list", help="list encoders or probes")
+    listing.add_argument("what", choices=["encoders", "probes"])
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--random", action="store_true", help="also list random@ENCODER heads")
+    listing.set_defaults(run=cmd_list)
+
+    probes = commands.add_parser("probes", help="manage released probes")
+    probe_commands = probes.add_subparsers(dest="probe_command", required=True)
+    fetch = probe_commands.add_parser("fetch", help="download (or import) a released probe, verified by SHA-256")
+    fetch.add_argument("id")
+    fetch.add_argument("--from", dest="source", help="a local copy of the file instead of downloading")
+    fetch.set_defaults(run=cmd_probes_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except AnalysisError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

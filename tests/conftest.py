@@ -1,0 +1,51 @@
+"""Test set-up: no network, an isolated app home, and small clips written with PyAV."""
+import os
+import tempfile
+
+# Before anything imports huggingface_hub: tests never reach a hub.
+_HOME = tempfile.mkdtemp(prefix="avxplain-tests-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.path.join(_HOME, "hf")
+os.environ["AVXPLAIN_HOME"] = os.path.join(_HOME, "app")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from models.media import write_test_clip  # noqa: E402
+from models.synthetic import moving_astronaut, speech_like_audio  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture()
+def app_home(tmp_path, monkeypatch):
+    """A fresh, empty app home (caches, user probes, downloaded probes) per test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("AVXPLAIN_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """2 s, 25 fps, 480×270 clip of a moving real face with speech-like mono audio."""
+    scene = moving_astronaut(50, width=480, height=270, scale=0.5)
+    path = tmp_path_factory.mktemp("clips") / "face.mp4"
+    return write_test_clip(path, scene.frames, audio=speech_like_audio(2.0))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.exists():
+        pytest.fail(f"shared fixtures not found at {FIXTURES}: the checkout needs ../shared beside it")
+    return FIXTURES
+
+
+def gradient_frames(n: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """Frames whose mean brightness encodes their index (frame k has value 4k), so the
+    frame shown at each step can be identified after decoding."""
+    values = (np.arange(n) * 4 % 256).astype(np.uint8)
+    return np.broadcast_to(values[:, None, None, None], (n, height, width, 3)).copy()

@@ -253,7 +253,7 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
         known = np.array(sorted(detections))
         values = np.array([np.concatenate([detections[s].box, detections[s].mouth,
                                            [detections[s].eye_distance, detections[s].angle]]) for s in known])
-        values = _smooth(values, SMOOTHING_STEPS)
+        values = _smooth(values, SMOOTHING_STEPS // max(1, stride))
         params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
         for step, found in detections.items():
             confidence[step] = found.score
@@ -278,11 +278,12 @@ def _detected_mask(known: np.ndarray, n_steps: int, stride: int) -> np.ndarray:
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average along axis 0 with edge-shrinking windows."""
+    """Centred moving average along axis 0; near the ends the window shrinks symmetrically,
+    so steady motion is not pulled inwards."""
     if len(values) < 3 or window < 2:
         return values
-    half = window // 2
-    cumulative = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, 0)])
     index = np.arange(len(values))
-    lo, hi = np.maximum(0, index - half), np.minimum(len(values), index + half + 1)
+    half = np.minimum.reduce([np.full(len(values), window // 2), index, len(values) - 1 - index])
+    cumulative = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, 0)])
+    lo, hi = index - half, index + half + 1
     return (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]

@@ -1,0 +1,79 @@
+"""Face and mouth tracking on a real photo that a package ships, and crop geometry."""
+import numpy as np
+import pytest
+
+from models.faces import CropGeometry, track_faces
+from models.synthetic import moving_astronaut
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return moving_astronaut(100, width=640, height=360, scale=0.6)
+
+
+@pytest.fixture(scope="module")
+def track(scene):
+    return track_faces(scene.frames)
+
+
+def test_face_found_in_nearly_every_step(track):
+    assert track.found_fraction >= 0.95
+
+
+def test_mouth_centre_within_ten_percent_of_face_width(scene, track):
+    error = np.linalg.norm(track.mouth_centres - scene.mouth_xy, axis=1) / scene.face_width
+    assert np.percentile(error, 95) <= 0.10, error.max()
+    assert error.mean() <= 0.06
+
+
+def test_crops_have_the_encoder_sizes(scene, track):
+    faces = track.face_crops(scene.frames[:3])
+    mouths = track.mouth_rois(scene.frames[:3])
+    assert faces.shape == (3, 224, 224, 3) and faces.dtype == np.uint8
+    assert mouths.shape == (3, 96, 96) and mouths.dtype == np.uint8
+    # the mouth sits at the centre of its ROI: the lips are darker/redder than the cheeks around
+    assert mouths[:, 40:56, 30:66].std() > 10
+
+
+def test_strided_detection_tracks_in_between(scene):
+    strided = track_faces(scene.frames, stride=5)
+    full = track_faces(scene.frames)
+    assert strided.found_fraction >= 0.95
+    drift = np.linalg.norm(strided.mouth_centres - full.mouth_centres, axis=1)
+    assert drift.max() < 0.1 * scene.face_width[0]
+
+
+def test_steps_without_a_face_are_reported_and_interpolated(scene):
+    frames = scene.frames.copy()
+    frames[40:50] = frames[0, 0, 0]  # blank the frame: no face for 10 steps
+    track = track_faces(frames)
+    assert (39 < np.flatnonzero(~track.detected)).all() and (~track.detected).sum() == 10
+    assert track.missing_spans() == [(40, 50)]
+    assert any("no face in 10 of 100 steps" in w for w in track.warnings)
+    # interpolated positions lie between the neighbours
+    assert track.mouth_centres[39, 0] <= track.mouth_centres[45, 0] <= track.mouth_centres[50, 0]
+
+
+def test_no_face_at_all_falls_back_to_the_centre():
+    frames = np.full((5, 120, 160, 3), 90, np.uint8)
+    track = track_faces(frames)
+    assert track.found_fraction == 0 and "no face found" in track.warnings[0]
+    assert track.face_crops(frames).shape == (5, 224, 224, 3)
+
+
+@pytest.mark.parametrize("angle", [0.0, 20.0, -35.0])
+def test_crop_geometry_round_trip(angle):
+    geometry = CropGeometry(centre_x=300, centre_y=150, side=120, angle=angle, frame_width=640,
+                            frame_height=360, out_size=96)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[145:156, 345:356] = 255  # a bright square 50 px right of the crop centre in the frame
+    crop = geometry.extract(frame)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    back = geometry.crop_points_to_frame([[xs.mean(), ys.mean()]])[0] * [640, 360]
+    assert np.allclose(back, [350, 150], atol=1.5)
+
+
+def test_track_serialises_normalised(track):
+    data = track.to_dict()
+    assert len(data["face_boxes"]) == track.n_steps
+    assert all(0 <= v <= 1 for box in data["face_boxes"] for v in box)

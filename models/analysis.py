@@ -107,7 +107,7 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
 
     runnable, skipped = _split_runnable(probes, clip)
     track = None
-    if any(get_spec(p.encoder_id).modality in FACE_MODALITIES for p in runnable):
+    if any(_needs_faces(get_spec(p.encoder_id)) for p in runnable):
         start = time.perf_counter()
         track = track_faces(clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
         timings["faces"] = time.perf_counter() - start
@@ -130,6 +130,10 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     report("done", 1.0)
     return AnalysisResult(media=clip.info, probes=results, fusion=fusion, face_track=track, skipped=skipped,
                           warnings=warnings, timings=timings, clip=clip, features=features)
+
+
+def _needs_faces(spec) -> bool:
+    return spec.modality in FACE_MODALITIES and spec.source != "external"
 
 
 def _stage_reporter(progress: StageProgress) -> Callable[[str, float], None]:

@@ -37,6 +37,22 @@ def face_clip(tmp_path_factory) -> Path:
     return write_test_clip(path, scene.frames, audio=speech_like_audio(2.0))
 
 
+@pytest.fixture()
+def register():
+    """register_encoder for one test: the entries are removed afterwards."""
+    from models.encoders import register_encoder, unregister_encoder
+
+    added = []
+
+    def add(spec):
+        added.append(spec.id)
+        return register_encoder(spec)
+
+    yield add
+    for encoder_id in added:
+        unregister_encoder(encoder_id)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.exists():

@@ -78,6 +78,12 @@ def register_encoder(spec: EncoderSpec) -> EncoderSpec:
     return spec
 
 
+def unregister_encoder(encoder_id: str) -> None:
+    """Remove a registry entry added with register_encoder."""
+    _REGISTRY.pop(encoder_id, None)
+    _instances.clear()
+
+
 for _spec in _HUB_ENCODERS:
     register_encoder(_spec)
     register_encoder(_random_twin(_spec))

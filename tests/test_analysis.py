@@ -1,0 +1,175 @@
+"""analyze(): every encoder family end to end, the report, the feature cache, the CLI."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import models.analysis as analysis
+from models.analysis import AnalysisOptions, analyze
+from models.cache import FeatureCache
+from models.encoders.base import EncoderSpec
+from models.errors import AnalysisError
+from models.media import write_test_clip
+from tests.conftest import gradient_frames
+from tests.test_encoders import TINY_AUDIO, TINY_CLIP_CONFIG, TINY_VIDEOMAE, TINY_VIT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def tiny_families(register, tmp_path):
+    """A tiny random-init encoder of every in-app family, registered for this test."""
+    import open_clip
+
+    config_dir = tmp_path / "clip_configs"
+    config_dir.mkdir()
+    (config_dir / "tiny-clip-test.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(config_dir)
+    specs = [
+        EncoderSpec("tiny-wav2vec2", "wav2vec2", "audio", "random", 64, None, TINY_AUDIO),
+        EncoderSpec("tiny-wavlm", "wavlm", "audio", "random", 64, None, TINY_AUDIO),
+        EncoderSpec("tiny-hubert", "hubert", "audio", "random", 64, None, TINY_AUDIO),
+        EncoderSpec("tiny-clip", "clip", "face", "random", 24, None, {"model_name": "tiny-clip-test"}),
+        EncoderSpec("tiny-videomae", "videomae", "face", "random", 32, None, TINY_VIDEOMAE),
+        EncoderSpec("tiny-fsfm", "fsfm", "face", "random", 32, None, TINY_VIT),
+    ]
+    return [register(spec).id for spec in specs]
+
+
+@pytest.fixture(scope="module")
+def ten_second_clip(tmp_path_factory):
+    from models.synthetic import moving_astronaut, speech_like_audio
+
+    scene = moving_astronaut(250, width=480, height=270, scale=0.5)
+    return write_test_clip(tmp_path_factory.mktemp("ten") / "ten.mp4", scene.frames, audio=speech_like_audio(10.0))
+
+
+@pytest.mark.slow
+def test_every_family_on_a_ten_second_clip_writes_a_valid_report(ten_second_clip, tiny_families, tmp_path):
+    probes = [f"random@{e}" for e in tiny_families]
+    result = analyze(ten_second_clip, probes, AnalysisOptions(cache=FeatureCache(tmp_path / "cache")))
+    assert set(result.probes) == set(probes)
+    path = result.write_json(tmp_path / "report.json")
+    report = json.loads(path.read_text())
+    assert report["clock"]["n_steps"] == 250 and len(report["step_times"]) == 250
+    for probe_id in probes:
+        entry = report["probes"][probe_id]
+        logits = np.array(entry["logits"])
+        assert len(logits) == 250 and np.all(np.isfinite(logits))
+        assert entry["video_score"] == pytest.approx(np.log(np.exp(logits).sum()), abs=1e-4)
+        assert entry["p_fake"] == pytest.approx(1 / (1 + np.exp(-2 * entry["video_score"])), abs=1e-9)
+    assert report["fusion"]["p_fake"] == pytest.approx(np.mean([report["probes"][p]["p_fake"] for p in probes]))
+    assert report["faces"]["found_fraction"] >= 0.95
+    assert report["media"]["sha256"] == result.media.sha256 and report["media"]["has_audio"]
+    assert {"decode", "faces", "probes"} <= set(report["timings_s"])
+
+
+def test_second_probe_reuses_cached_features(face_clip, register, tmp_path, monkeypatch):
+    register(EncoderSpec("tiny-wav2vec2", "wav2vec2", "audio", "random", 64, None, TINY_AUDIO))
+    options = AnalysisOptions(cache=FeatureCache(tmp_path / "cache"))
+    first = analyze(face_clip, ["random@tiny-wav2vec2"], options)
+    assert list((tmp_path / "cache").rglob("*.npy"))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the encoder was loaded although its features are cached")
+
+    monkeypatch.setattr(analysis, "get_encoder", no_loading)
+    second = analyze(face_clip, ["random@tiny-wav2vec2"], options)
+    assert np.array_equal(first.features["tiny-wav2vec2"], second.features["tiny-wav2vec2"])
+    assert "faces" not in second.timings  # audio-only: no face tracking
+
+
+def test_damaged_cache_entry_is_recomputed(face_clip, register, tmp_path):
+    register(EncoderSpec("tiny-hubert", "hubert", "audio", "random", 64, None, TINY_AUDIO))
+    options = AnalysisOptions(cache=FeatureCache(tmp_path / "cache"))
+    first = analyze(face_clip, ["random@tiny-hubert"], options)
+    entry = next((tmp_path / "cache").rglob("*.npy"))
+    entry.write_bytes(b"garbage")
+    second = analyze(face_clip, ["random@tiny-hubert"], options)
+    assert np.allclose(first.features["tiny-hubert"], second.features["tiny-hubert"])
+
+
+def test_clip_without_audio_skips_audio_probes(tmp_path, register):
+    register(EncoderSpec("tiny-wav2vec2", "wav2vec2", "audio", "random", 64, None, TINY_AUDIO))
+    silent = write_test_clip(tmp_path / "noaudio.mp4", gradient_frames(25))
+    features = np.random.default_rng(0).standard_normal((25, 1024)).astype(np.float32)
+    np.save(tmp_path / "lips.npy", features)
+    result = analyze(silent, ["random@tiny-wav2vec2", "random@braven-large-v"],
+                     AnalysisOptions(features={"braven-large-v": str(tmp_path / "lips.npy")}, cache=None))
+    assert result.skipped == {"random@tiny-wav2vec2": "no audio track"}
+    assert list(result.probes) == ["random@braven-large-v"]
+    assert "no audio track: audio probes are skipped" in result.warnings
+    with pytest.raises(AnalysisError, match="none of the chosen probes can run.*no audio track"):
+        analyze(silent, ["random@tiny-wav2vec2"], AnalysisOptions(cache=None))
+
+
+def test_released_probe_on_external_features(face_clip, app_home, fixtures_dir, tmp_path):
+    from models.zoo import fetch_remote
+
+    fetch_remote("ssr-dfd/avh_multimodal", source=fixtures_dir / "ssr-dfd-probes" / "avh_multimodal.ckpt")
+    features = np.random.default_rng(4).standard_normal((50, 1024)).astype(np.float32)
+    np.savez(tmp_path / "avh.npz", multimodal=features)
+    result = analyze(face_clip, ["ssr-dfd/avh_multimodal"],
+                     AnalysisOptions(features={"avhubert-large-av": str(tmp_path / "avh.npz")}, cache=None))
+    state = torch.load(fixtures_dir / "ssr-dfd-probes" / "avh_multimodal.ckpt", weights_only=True)["state_dict"]
+    x = torch.nn.functional.normalize(torch.from_numpy(features).double(), dim=-1)
+    expected = (x @ state["head.weight"].double().T + state["head.bias"].double())[:, 0].numpy()
+    assert np.abs(result.probes["ssr-dfd/avh_multimodal"].scores.logits - expected).max() <= 1e-6
+    assert result.face_track is None
+
+
+def test_no_probe_and_unknown_probe_are_clear_errors(face_clip):
+    with pytest.raises(AnalysisError, match="no probe chosen"):
+        analyze(face_clip, [])
+    with pytest.raises(AnalysisError, match="unknown probe 'nope'"):
+        analyze(face_clip, ["nope"])
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_analyze_with_external_features(face_clip, tmp_path):
+    np.save(tmp_path / "lips.npy", np.random.default_rng(0).standard_normal((50, 1024)).astype(np.float32))
+    run = run_cli("analyze", face_clip, "--probe", "random@braven-large-v", "--features",
+                  f"braven-large-v={tmp_path / 'lips.npy'}", "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["probes"]["random@braven-large-v"]["logits"]) == 50
+    assert "P(fake)" in run.stdout
+
+
+@pytest.mark.slow
+def test_cli_analyze_random_clip_encoder(face_clip, tmp_path):
+    run = run_cli("analyze", face_clip, "--probe", "random@random-clip-vit-b16", "--out", tmp_path / "out",
+                  "--face-stride", "2")
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["probes"]["random@random-clip-vit-b16"]["offline_encoder"] is True
+    assert report["faces"]["found_fraction"] >= 0.95
+
+
+@pytest.mark.parametrize("args,message", [
+    (["analyze", "missing.mp4", "--probe", "random@random-clip-vit-b16", "--out", "x"], "missing.mp4: file not found"),
+    (["analyze", "{clip}", "--probe", "nope", "--out", "x"], "unknown probe 'nope'"),
+    (["analyze", "{clip}", "--probe", "random@nope", "--out", "x"], "unknown encoder 'nope'"),
+    (["analyze", "{clip}", "--probe", "random@braven-large-v", "--features", "oops", "--out", "x"],
+     "--features takes ENCODER=PATH"),
+    (["probes", "fetch", "ssr-dfd/wav2vec2", "--from", "nothing.ckpt"], "nothing.ckpt: probe file not found"),
+])
+def test_cli_errors_are_one_line(face_clip, args, message):
+    run = run_cli(*[a.replace("{clip}", str(face_clip)) for a in args])
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert message in run.stderr
+
+
+def test_cli_lists(app_home):
+    encoders = json.loads(run_cli("list", "encoders", "--json").stdout)
+    assert {"wav2vec2-xls-r-2b", "random-clip-vit-l14", "fsfm-vit-b16", "videomae-large"} <= {e["id"] for e in encoders}
+    probes = run_cli("list", "probes").stdout
+    assert "ssr-dfd/wav2vec2" in probes and "not downloaded" in probes

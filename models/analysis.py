@@ -117,11 +117,13 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
 
     inputs = ClipInputs(clip, track, options.features)
+    if track is not None:
+        start = time.perf_counter()
+        _prepare_crops(inputs, runnable)
+        timings["crops"] = time.perf_counter() - start
     features: dict[str, np.ndarray] = {}
     for encoder_id in dict.fromkeys(p.encoder_id for p in runnable):
-        start = time.perf_counter()
-        features[encoder_id] = _features(encoder_id, inputs, options, lambda f, e=encoder_id: report(f"encoder {e}", f))
-        timings[f"encoder {encoder_id}"] = time.perf_counter() - start
+        features[encoder_id] = _features(encoder_id, inputs, options, report, timings)
 
     start = time.perf_counter()
     results = {p.id: _probe_result(p, features[p.encoder_id]) for p in runnable}
@@ -130,6 +132,15 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     report("done", 1.0)
     return AnalysisResult(media=clip.info, probes=results, fusion=fusion, face_track=track, skipped=skipped,
                           warnings=warnings, timings=timings, clip=clip, features=features)
+
+
+def _prepare_crops(inputs: ClipInputs, probes: list[LinearProbe]) -> None:
+    """Cut the face and mouth crops the chosen encoders need, once, as their own stage."""
+    modalities = {get_spec(p.encoder_id).modality for p in probes if _needs_faces(get_spec(p.encoder_id))}
+    if "face" in modalities:
+        inputs.face_crops
+    if "lips" in modalities:
+        inputs.mouth_rois
 
 
 def _needs_faces(spec) -> bool:
@@ -150,20 +161,31 @@ def _split_runnable(probes: list[LinearProbe], clip: Clip) -> tuple[list[LinearP
     return runnable, skipped
 
 
-def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, progress) -> np.ndarray:
-    """Features from the cache, or computed and cached; always exactly n_steps rows."""
+def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, report: Callable[[str, float], None],
+              timings: dict[str, float]) -> np.ndarray:
+    """Features from the cache, or computed and cached; always exactly n_steps rows.
+    Records the time to load the encoder and to run it in `timings`."""
     spec = get_spec(encoder_id)
+    stage = f"encoder {encoder_id}"
+    start = time.perf_counter()
     if spec.source == "external":  # user-supplied files are not cached under the video's hash
-        return get_encoder(encoder_id).encode(inputs, progress)
+        features = get_encoder(encoder_id).encode(inputs, lambda f: report(stage, f))
+        timings[stage] = time.perf_counter() - start
+        return features
     sha = inputs.clip.info.sha256
     precision = str(resolve_dtype(options.precision)).removeprefix("torch.")
     version = f"{spec.preprocessing_version}-{precision}-faces{options.face_stride}"
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
     if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
-        progress(1.0)
+        report(stage, 1.0)
+        timings[f"cache {encoder_id}"] = time.perf_counter() - start
         return cached
+    report(f"load {encoder_id}", 0.0)
     encoder = get_encoder(encoder_id, options.weights.get(encoder_id), options.precision)
-    computed = encoder.encode(inputs, progress).astype(np.float32)
+    timings[f"load {encoder_id}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    computed = encoder.encode(inputs, lambda f: report(stage, f)).astype(np.float32)
+    timings[stage] = time.perf_counter() - start
     if computed.shape != (inputs.n_steps, spec.dim):
         raise AnalysisError(f"encoder {encoder_id} returned features of shape {computed.shape}, "
                             f"expected ({inputs.n_steps}, {spec.dim}).")

@@ -20,6 +20,7 @@ from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
 
 IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "tiff", "bmp"}
+TEXT_FORMATS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd", "jacosub", "sami", "realtext", "lrc"}
 KNOWN_CONTAINERS = "MP4, MOV, MKV, WebM or AVI"
 
 
@@ -130,6 +131,9 @@ def _ffmpeg_reason(error: Exception) -> str:
 
 def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits) -> Clip:
     format_name = container.format.name
+    if format_name in TEXT_FORMATS:
+        raise AnalysisError(f"is a text file ({format_name}), not a video.", path=path,
+                            hint=f"Upload an {KNOWN_CONTAINERS} file.")
     if set(format_name.split(",")) & IMAGE_FORMATS or format_name.endswith("_pipe"):
         raise AnalysisError(f"is a still image ({format_name}), not a video.", path=path,
                             hint=f"Upload an {KNOWN_CONTAINERS} file.")

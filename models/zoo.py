@@ -173,3 +173,24 @@ def load_probe(probe_id: str) -> LinearProbe:
     known = ", ".join(entry.id for entry in list_probes())
     raise AnalysisError(f"unknown probe {probe_id!r}.",
                         hint=f"Known probes: {known}; or random@ENCODER, or a path to NAME.json.")
+
+
+def usable_probes() -> list[ProbeEntry]:
+    """Probes that run here now: downloaded or bundled ones, and random heads over the
+    offline (random-init) encoders."""
+    return [entry for entry in list_probes(include_random=True)
+            if entry.available and (entry.source != "random" or get_spec(entry.encoder).source == "random")]
+
+
+def describe_probe(entry: ProbeEntry) -> str:
+    """One line for a probe picker: id, modality, encoder, and whether it is a stand-in."""
+    spec = get_spec(entry.encoder)
+    notes = []
+    if spec.source == "random":
+        notes.append("random-init encoder (offline stand-in)")
+    if entry.source == "random":
+        notes.append("untrained head")
+    if entry.card.get("synthetic"):
+        notes.append("trained on synthetic data")
+    suffix = f" — {', '.join(notes)}" if notes else ""
+    return f"[{spec.modality}] {entry.id} · {spec.id}{suffix}"

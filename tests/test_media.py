@@ -108,6 +108,8 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     av_frame.to_image().save(image, format="PNG")
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
+    text_txt = tmp_path / "notes.txt"  # by extension FFmpeg would render it as a video of text
+    text_txt.write_text("this is not a video either\n" * 50)
     audio_only = tmp_path / "audio_only.mp4"
     with av.open(str(audio_only), "w") as container:
         stream = container.add_stream("aac", rate=16000, layout="mono")
@@ -120,11 +122,12 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "truncated": (truncated, "truncated"),
         "image": (image, "still image"),
         "text": (text, "not a video file FFmpeg can read"),
+        "text_txt": (text_txt, "is a text file"),
         "audio_only": (audio_only, "no video stream"),
     }
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "image", "text", "audio_only"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "image", "text", "text_txt", "audio_only"])
 def test_bad_files_raise_the_project_error(tmp_path, kind):
     path, message = _bad_files(tmp_path)[kind]
     with pytest.raises(AnalysisError) as caught:
@@ -133,7 +136,7 @@ def test_bad_files_raise_the_project_error(tmp_path, kind):
     assert str(caught.value).startswith(path.name)
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "image", "text", "audio_only"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "image", "text", "text_txt", "audio_only"])
 def test_cli_prints_bad_file_errors_without_traceback(tmp_path, kind):
     path, message = _bad_files(tmp_path)[kind]
     run = subprocess.run([sys.executable, "cli.py", "analyze", str(path), "--probe", "random@random-clip-vit-b16",

@@ -1,0 +1,160 @@
+"""Figures in the paper's form, as matplotlib objects (the app shows them) and as PNG/SVG
+files (the report and the CLI write them). Non-interactive backend only.
+
+Artists carry gids so tests can find them: "true-segment", "predicted-segment",
+"peak-marker", "logit-curve", "proba-curve", "mel", "mel-zoom", "peak-frame".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.gridspec import GridSpecFromSubplotSpec  # noqa: E402
+
+from explain.temporal import TemporalExplanation  # noqa: E402
+from models.timing import MEL_HOP, MEL_N_FFT, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
+
+MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "frame": "#138d90",
+                    "audio-visual": "#e67e22", "fusion": "#222222"}
+TRUE_COLOUR = "#d62728"
+ZOOM_HALF_WIDTH_S = 0.5
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """(N_MELS × frames) log-mel power spectrogram in dB, hop 10 ms."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_N_FFT,
+                                         hop_length=MEL_HOP, n_mels=N_MELS, center=True)
+    return librosa.power_to_db(mel, ref=np.max, top_db=80.0)
+
+
+def mel_extent(n_frames: int) -> tuple[float, float, float, float]:
+    """imshow extent placing mel frame j (centred at j·hop) on the seconds axis."""
+    hop_s = MEL_HOP / SAMPLE_RATE
+    return (-hop_s / 2, (n_frames - 0.5) * hop_s, 0, N_MELS)
+
+
+def temporal_figure(explanations: list[TemporalExplanation], audio: np.ndarray | None = None,
+                    frames: np.ndarray | None = None, title: str | None = None) -> Figure:
+    """Stacked score/proba panels per probe on one shared time axis, true segments
+    shaded, predicted segments barred, peaks marked; under audio probes the log-mel
+    spectrogram and zoomed windows around the peaks, under visual probes the frames at
+    the peaks labelled real/fake with their probability."""
+    blocks = [(e, _detail_kind(e, audio, frames)) for e in explanations]
+    heights = []
+    for _, kind in blocks:
+        heights += [1.0, 1.0] + ([1.3, 1.2] if kind == "audio" else [1.4] if kind == "visual" else [])
+    figure = Figure(figsize=(11, 0.95 * sum(heights) + 0.6), layout="constrained")
+    grid = figure.add_gridspec(len(heights), 1, height_ratios=heights)
+    shared = None
+    row = 0
+    duration = max(len(e.logits) for e in explanations) / STEP_RATE
+    mel = log_mel(audio) if audio is not None and any(k == "audio" for _, k in blocks) else None
+    for explanation, kind in blocks:
+        score_ax = figure.add_subplot(grid[row], sharex=shared)
+        shared = shared or score_ax
+        proba_ax = figure.add_subplot(grid[row + 1], sharex=shared)
+        _curves(score_ax, proba_ax, explanation)
+        row += 2
+        if kind == "audio":
+            mel_ax = figure.add_subplot(grid[row], sharex=shared)
+            _mel_panel(mel_ax, mel, explanation)
+            _mel_zooms(figure, grid[row + 1], mel, explanation)
+            row += 2
+        elif kind == "visual":
+            _peak_frames(figure, grid[row], frames, explanation)
+            row += 1
+    shared.set_xlim(0, duration)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def _detail_kind(explanation: TemporalExplanation, audio, frames) -> str | None:
+    if explanation.modality == "audio" and audio is not None:
+        return "audio"
+    if explanation.modality in ("face", "lips", "frame") and frames is not None:
+        return "visual"
+    return None
+
+
+def _shade(ax, explanation: TemporalExplanation) -> None:
+    for start, end in explanation.truth or []:
+        ax.axvspan(start, end, color=TRUE_COLOUR, alpha=0.15, lw=0, gid="true-segment")
+
+
+def _curves(score_ax, proba_ax, explanation: TemporalExplanation) -> None:
+    colour = MODALITY_COLOURS.get(explanation.modality, "#555555")
+    times = explanation.times
+    for ax in (score_ax, proba_ax):
+        _shade(ax, explanation)
+    score_ax.plot(times, explanation.logits, color=colour, lw=1.2, gid="logit-curve")
+    score_ax.axhline(0.0, color="#777777", ls="--", lw=0.8)
+    peaks = np.array(explanation.peaks, int)
+    score_ax.plot(times[peaks], explanation.logits[peaks], "v", color="black", ms=7, gid="peak-marker")
+    score_ax.set_ylabel("score")
+    score_ax.set_title(f"{explanation.probe_id} ({explanation.modality}) — S = {explanation.video_score:+.2f}, "
+                       f"P(fake) = {explanation.p_fake:.2f}", fontsize=10, loc="left")
+    proba_ax.plot(times, explanation.probabilities, color=colour, lw=1.2, gid="proba-curve")
+    proba_ax.axhline(0.5, color="#777777", ls="--", lw=0.8)
+    for start, end in explanation.predicted:
+        proba_ax.hlines(1.04, start, end, color=colour, lw=4, gid="predicted-segment")
+    proba_ax.set_ylim(-0.02, 1.1)
+    proba_ax.set_ylabel("proba")
+    proba_ax.set_xlabel("time (s)")
+
+
+def _mel_panel(ax, mel: np.ndarray, explanation: TemporalExplanation) -> None:
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=mel_extent(mel.shape[1]), gid="mel")
+    _shade(ax, explanation)
+    for peak in explanation.peaks:
+        ax.axvline(peak / STEP_RATE, color="white", lw=0.8, ls=":")
+    ax.set_ylabel(f"mel ({N_MELS})")
+    ax.set_xlabel("time (s)")
+
+
+def _mel_zooms(figure: Figure, cell, mel: np.ndarray, explanation: TemporalExplanation) -> None:
+    peaks = explanation.peaks
+    inner = GridSpecFromSubplotSpec(1, max(1, len(peaks)), subplot_spec=cell, wspace=0.15)
+    for index, peak in enumerate(peaks):
+        ax = figure.add_subplot(inner[index])
+        centre = (peak + 0.5) / STEP_RATE
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=mel_extent(mel.shape[1]), gid="mel-zoom")
+        duration = len(explanation.logits) / STEP_RATE
+        start = min(max(0.0, centre - ZOOM_HALF_WIDTH_S), max(0.0, duration - 2 * ZOOM_HALF_WIDTH_S))
+        ax.set_xlim(start, min(duration, start + 2 * ZOOM_HALF_WIDTH_S))
+        ax.axvline(centre, color="white", lw=0.8, ls=":")
+        ax.set_title(f"▼ {centre:.2f} s  p = {explanation.probabilities[peak]:.2f}", fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+
+
+def _peak_frames(figure: Figure, cell, frames: np.ndarray, explanation: TemporalExplanation) -> None:
+    peaks = explanation.peaks
+    inner = GridSpecFromSubplotSpec(1, max(1, len(peaks)), subplot_spec=cell, wspace=0.05)
+    for index, peak in enumerate(peaks):
+        ax = figure.add_subplot(inner[index])
+        ax.imshow(frames[min(peak, len(frames) - 1)], gid="peak-frame")
+        probability = float(explanation.probabilities[peak])
+        verdict = "fake" if probability >= 0.5 else "real"
+        ax.set_title(f"▼ {peak / STEP_RATE:.2f} s: {verdict} ({probability:.2f})", fontsize=8,
+                     color=TRUE_COLOUR if verdict == "fake" else "#2a9d55")
+        ax.axis("off")
+
+
+def save_figure(figure: Figure, path_stem: str | Path, formats: tuple[str, ...] = ("png", "svg"),
+                dpi: int = 110) -> list[Path]:
+    """Write the figure as PATH_STEM.png / .svg and return the paths."""
+    from models.cache import atomic_write
+
+    paths = []
+    for fmt in formats:
+        path = Path(f"{path_stem}.{fmt}")
+        atomic_write(path, lambda tmp, f=fmt: figure.savefig(tmp, format=f, dpi=dpi))
+        paths.append(path)
+    return paths

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
 
+from explain.reports import write_report
 from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
 from models.zoo import describe_probe, usable_probes
@@ -33,8 +33,8 @@ def run_analysis(video: str | None, probe_ids: list[str], progress=gr.Progress()
                          progress=lambda stage, fraction: progress(fraction, desc=stage))
     except AnalysisError as error:
         raise gr.Error(str(error)) from None
-    report = result.write_json(Path(tempfile.mkdtemp(prefix="report-")) / "report.json")
-    return summary_markdown(result), curves_frame(result), str(report)
+    paths = write_report(result, tempfile.mkdtemp(prefix="report-"))
+    return summary_markdown(result), str(paths["temporal_png"]), [str(p) for p in paths.values()]
 
 
 def summary_markdown(result: AnalysisResult) -> str:
@@ -54,13 +54,6 @@ def summary_markdown(result: AnalysisResult) -> str:
     return "\n".join(lines)
 
 
-def curves_frame(result: AnalysisResult) -> pd.DataFrame:
-    rows = [{"time (s)": float(t), "probability": float(p), "probe": pid}
-            for pid, probe in result.probes.items()
-            for t, p in zip(result.step_times, probe.scores.probabilities)]
-    return pd.DataFrame(rows)
-
-
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="Audio-visual deepfake probe explorer") as app:
         gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised "
@@ -76,9 +69,9 @@ def build_app() -> gr.Blocks:
                     gr.Examples(EXAMPLES, inputs=[video])
             with gr.Column():
                 summary = gr.Markdown()
-                curves = gr.LinePlot(x="time (s)", y="probability", color="probe", y_lim=[0, 1],
-                                     label="Per-step probability (sigmoid(2·s_t))")
-                report = gr.File(label="report.json")
+                curves = gr.Image(label="Temporal explanation: score s_t, probability sigmoid(2·s_t)",
+                                  type="filepath")
+                report = gr.File(label="Report (JSON, PNG, SVG)", file_count="multiple")
         button.click(run_analysis, [video, probes], [summary, curves, report], api_name="analyse")
     return app
 

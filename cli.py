@@ -49,6 +49,7 @@ class StageBars:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from explain.reports import load_truth_file, write_report
     from models.analysis import AnalysisOptions, analyze
     from models.cache import FeatureCache
     from models.media import MediaLimits
@@ -63,8 +64,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze(args.video, args.probe, options, progress=bars)
     finally:
         bars.close()
-    out = Path(args.out)
-    report = result.write_json(out / "report.json")
+    truth = load_truth_file(args.truth, Path(args.video).name) if args.truth else None
+    paths = write_report(result, args.out, truth)
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
     if result.fusion:
@@ -73,7 +74,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"{probe_id:<40} skipped: {why}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {report}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -115,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="score one video with one or more probes")
     analyze.add_argument("video")
     analyze.add_argument("--probe", action="append", required=True, help="probe id (repeat for several)")
-    analyze.add_argument("--out", required=True, help="folder for report.json")
+    analyze.add_argument("--out", required=True, help="folder for report.json, temporal.png and temporal.svg")
+    analyze.add_argument("--truth", help="AV-Deepfake1M metadata JSON with the true fake segments "
+                                         "(default: VIDEO.json or *metadata.json beside the video, if any)")
     analyze.add_argument("--face-stride", type=int, default=1, help="detect faces every N steps (default 1)")
     analyze.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     analyze.add_argument("--weights", action="append", metavar="ENCODER=PATH",

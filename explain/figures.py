@@ -124,10 +124,15 @@ def _mel_zooms(figure: Figure, cell, mel: np.ndarray, explanation: TemporalExpla
     for index, peak in enumerate(peaks):
         ax = figure.add_subplot(inner[index])
         centre = (peak + 0.5) / STEP_RATE
-        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=mel_extent(mel.shape[1]), gid="mel-zoom")
         duration = len(explanation.logits) / STEP_RATE
         start = min(max(0.0, centre - ZOOM_HALF_WIDTH_S), max(0.0, duration - 2 * ZOOM_HALF_WIDTH_S))
-        ax.set_xlim(start, min(duration, start + 2 * ZOOM_HALF_WIDTH_S))
+        end = min(duration, start + 2 * ZOOM_HALF_WIDTH_S)
+        hop_s = MEL_HOP / SAMPLE_RATE
+        first, last = int(start / hop_s), min(mel.shape[1], int(np.ceil(end / hop_s)) + 1)
+        left, _, bottom, top = mel_extent(mel.shape[1])
+        ax.imshow(mel[:, first:last], origin="lower", aspect="auto", cmap="magma", gid="mel-zoom",
+                  extent=(left + first * hop_s, left + last * hop_s, bottom, top))
+        ax.set_xlim(start, end)
         ax.axvline(centre, color="white", lw=0.8, ls=":")
         ax.set_title(f"▼ {centre:.2f} s  p = {explanation.probabilities[peak]:.2f}", fontsize=8)
         ax.set_yticks([])

@@ -4,7 +4,6 @@ The one entry point the UI, the CLI, the benchmarks and the tests share.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.cache import FeatureCache, atomic_write
+from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
 from models.encoders.base import resolve_dtype
 from models.errors import AnalysisError
@@ -83,10 +82,6 @@ class AnalysisResult:
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
-
-    def write_json(self, path: str | Path) -> Path:
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | None = None,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import models.analysis as analysis
+from explain.reports import write_report
 from models.analysis import AnalysisOptions, analyze
 from models.cache import FeatureCache
 from models.encoders.base import EncoderSpec
@@ -53,8 +54,9 @@ def test_every_family_on_a_ten_second_clip_writes_a_valid_report(ten_second_clip
     probes = [f"random@{e}" for e in tiny_families]
     result = analyze(ten_second_clip, probes, AnalysisOptions(cache=FeatureCache(tmp_path / "cache")))
     assert set(result.probes) == set(probes)
-    path = result.write_json(tmp_path / "report.json")
-    report = json.loads(path.read_text())
+    paths = write_report(result, tmp_path)
+    report = json.loads(paths["report"].read_text())
+    assert paths["temporal_png"].stat().st_size > 10_000 and len(report["temporal"]) == len(probes) + 1
     assert report["clock"]["n_steps"] == 250 and len(report["step_times"]) == 250
     for probe_id in probes:
         entry = report["probes"][probe_id]
@@ -134,13 +136,19 @@ def run_cli(*args, timeout=600):
                           timeout=timeout)
 
 
-def test_cli_analyze_with_external_features(face_clip, tmp_path):
+def test_cli_analyze_with_external_features_and_truth(face_clip, tmp_path):
     np.save(tmp_path / "lips.npy", np.random.default_rng(0).standard_normal((50, 1024)).astype(np.float32))
+    (tmp_path / "meta.json").write_text(json.dumps([{"file": "x/face.mp4", "fake_segments": [[0.4, 1.0]],
+                                                     "visual_fake_segments": [[0.4, 1.0]],
+                                                     "audio_fake_segments": [], "modify_type": "visual_modified"}]))
     run = run_cli("analyze", face_clip, "--probe", "random@braven-large-v", "--features",
-                  f"braven-large-v={tmp_path / 'lips.npy'}", "--out", tmp_path / "out")
+                  f"braven-large-v={tmp_path / 'lips.npy'}", "--truth", tmp_path / "meta.json", "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert len(report["probes"]["random@braven-large-v"]["logits"]) == 50
+    assert report["temporal"][0]["true_segments"] == [[0.4, 1.0]]
+    assert report["temporal"][0]["metrics"]["localisation"]["pooled"]["steps"] == 50
+    assert (tmp_path / "out" / "temporal.png").exists() and (tmp_path / "out" / "temporal.svg").exists()
     assert "P(fake)" in run.stdout
 
 

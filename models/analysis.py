@@ -16,7 +16,7 @@ from models.encoders import ClipInputs, get_encoder, get_spec
 from models.encoders.base import resolve_dtype
 from models.errors import AnalysisError
 from models.faces import FaceTrack, track_faces
-from models.media import Clip, MediaInfo, MediaLimits, decode
+from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.timing import STEP_RATE
 from models.zoo import load_probe
@@ -84,54 +84,75 @@ class AnalysisResult:
         }
 
 
-def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | None = None,
-            progress: StageProgress = None) -> AnalysisResult:
-    """Score `video` with every probe in `probe_ids` on the 25 Hz clock."""
-    options = options or AnalysisOptions()
-    if not probe_ids:
-        raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
-    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
-    report = _stage_reporter(progress)
-    timings: dict[str, float] = {}
+@dataclass
+class ExtractedFeatures:
+    """What one decoding pass yields: the clip, its face track, features per encoder."""
 
+    clip: Clip
+    track: FaceTrack | None
+    features: dict[str, np.ndarray]  # encoder id → (T × D)
+    skipped: dict[str, str]  # encoder id → why it could not run
+    warnings: list[str]
+    timings: dict[str, float]
+
+
+def extract_features(video: str | Path, encoder_ids: list[str], options: AnalysisOptions | None = None,
+                     progress: StageProgress = None) -> ExtractedFeatures:
+    """Decode `video` once and compute (or read from the cache) the features of every
+    encoder in `encoder_ids`; encoders that cannot run on it (no audio) are skipped."""
+    options = options or AnalysisOptions()
+    report = _stage_reporter(progress)
+    specs = [get_spec(e) for e in dict.fromkeys(encoder_ids)]
+    timings: dict[str, float] = {}
     start = time.perf_counter()
     report("decode", 0.0)
     clip = decode(video, options.limits)
     timings["decode"] = time.perf_counter() - start
     warnings = list(clip.warnings)
-
-    runnable, skipped = _split_runnable(probes, clip)
+    skipped = {s.id: "no audio track" for s in specs if s.modality in ("audio", "audio-visual") and clip.audio is None}
+    runnable = [s for s in specs if s.id not in skipped]
     track = None
-    if any(_needs_faces(get_spec(p.encoder_id)) for p in runnable):
+    if any(_needs_faces(s) for s in runnable):
         start = time.perf_counter()
         track = track_faces(clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
-    if not runnable:
-        raise AnalysisError("none of the chosen probes can run on this clip: "
-                            + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
-
     inputs = ClipInputs(clip, track, options.features)
     if track is not None:
         start = time.perf_counter()
         _prepare_crops(inputs, runnable)
         timings["crops"] = time.perf_counter() - start
-    features: dict[str, np.ndarray] = {}
-    for encoder_id in dict.fromkeys(p.encoder_id for p in runnable):
-        features[encoder_id] = _features(encoder_id, inputs, options, report, timings)
+    features = {s.id: _features(s.id, inputs, options, report, timings) for s in runnable}
+    return ExtractedFeatures(clip, track, features, skipped, warnings, timings)
 
+
+def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | None = None,
+            progress: StageProgress = None) -> AnalysisResult:
+    """Score `video` with every probe in `probe_ids` on the 25 Hz clock."""
+    if not probe_ids:
+        raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
+    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
+    audio = has_audio_track(video, (options or AnalysisOptions()).limits)
+    skipped = {p.id: "no audio track" for p in probes
+               if get_spec(p.encoder_id).modality in ("audio", "audio-visual") and not audio}
+    if len(skipped) == len(probes):
+        raise AnalysisError("none of the chosen probes can run on this clip: "
+                            + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
+    runnable = [p for p in probes if p.id not in skipped]
+    extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress)
     start = time.perf_counter()
-    results = {p.id: _probe_result(p, features[p.encoder_id]) for p in runnable}
+    results = {p.id: _probe_result(p, extracted.features[p.encoder_id]) for p in runnable}
     fusion = fuse([r.scores for r in results.values()]) if len(results) > 1 else None
-    timings["probes"] = time.perf_counter() - start
-    report("done", 1.0)
-    return AnalysisResult(media=clip.info, probes=results, fusion=fusion, face_track=track, skipped=skipped,
-                          warnings=warnings, timings=timings, clip=clip, features=features)
+    extracted.timings["probes"] = time.perf_counter() - start
+    _stage_reporter(progress)("done", 1.0)
+    return AnalysisResult(media=extracted.clip.info, probes=results, fusion=fusion, face_track=extracted.track,
+                          skipped=skipped, warnings=extracted.warnings, timings=extracted.timings,
+                          clip=extracted.clip, features=extracted.features)
 
 
-def _prepare_crops(inputs: ClipInputs, probes: list[LinearProbe]) -> None:
+def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
     """Cut the face and mouth crops the chosen encoders need, once, as their own stage."""
-    modalities = {get_spec(p.encoder_id).modality for p in probes if _needs_faces(get_spec(p.encoder_id))}
+    modalities = {s.modality for s in specs if _needs_faces(s)}
     if "face" in modalities:
         inputs.face_crops
     if "lips" in modalities:
@@ -144,16 +165,6 @@ def _needs_faces(spec) -> bool:
 
 def _stage_reporter(progress: StageProgress) -> Callable[[str, float], None]:
     return progress if progress is not None else (lambda stage, fraction: None)
-
-
-def _split_runnable(probes: list[LinearProbe], clip: Clip) -> tuple[list[LinearProbe], dict[str, str]]:
-    runnable, skipped = [], {}
-    for probe in probes:
-        if get_spec(probe.encoder_id).modality in ("audio", "audio-visual") and clip.audio is None:
-            skipped[probe.id] = "no audio track"
-        else:
-            runnable.append(probe)
-    return runnable, skipped
 
 
 def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, report: Callable[[str, float], None],

@@ -99,15 +99,24 @@ def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def decode(path: str | Path, limits: MediaLimits = MediaLimits()) -> Clip:
     """Decode `path` into a Clip on the step clock; raise AnalysisError for bad input."""
     path = Path(path)
+    with _open(path, limits) as container:
+        return _decode_container(container, path, limits)
+
+
+def _open(path: Path, limits: MediaLimits) -> av.container.InputContainer:
     _check_file(path, limits)
     try:
-        container = av.open(str(path))
+        return av.open(str(path))
     except av.error.FFmpegError as error:
         raise AnalysisError(
             f"is not a video file FFmpeg can read ({_ffmpeg_reason(error)}).",
             path=path, hint=f"Upload an {KNOWN_CONTAINERS} file.") from None
-    with container:
-        return _decode_container(container, path, limits)
+
+
+def has_audio_track(path: str | Path, limits: MediaLimits = MediaLimits()) -> bool:
+    """Whether the file has an audio stream, from its header alone (nothing is decoded)."""
+    with _open(Path(path), limits) as container:
+        return bool(container.streams.audio)
 
 
 def _check_file(path: Path, limits: MediaLimits) -> None:

@@ -109,6 +109,108 @@ def cmd_probes_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counter(label: str):
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, file=sys.stderr, unit="file", mininterval=0.5)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return update
+
+
+def _config(args: argparse.Namespace):
+    from models.training import TrainConfig
+
+    return TrainConfig(lr=args.lr, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
+                       batch_size=args.batch_size if args.triplet_weight == 0 else max(args.batch_size, 8),
+                       triplet_weight=args.triplet_weight, triplet_margin=args.margin,
+                       projection_dim=args.projection_dim)
+
+
+def _source(args: argparse.Namespace):
+    from models.workflows import FeatureSource
+
+    return FeatureSource(face_stride=args.face_stride, precision=args.precision)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from models.workflows import extract
+
+    report = extract(args.data, args.split or ["train", "val", "test"], args.encoder, use_ray=args.ray is not None,
+                     ray_address=args.ray or None, face_stride=args.face_stride, precision=args.precision,
+                     threads=args.threads, progress=_counter("extract"))
+    print(f"extracted {len(report.done)} files, {len(report.cached)} were already cached, "
+          f"{len(report.failed)} failed")
+    for path, reason in report.failed.items():
+        print(f"failed: {path}: {reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.workflows import train
+
+    path, probe = train(args.data, args.encoder, args.out, args.name, _config(args), args.attribution, _source(args),
+                        progress=lambda epoch, h: print(f"epoch {epoch:3d}  train {h['train_loss']:.4f}  "
+                                                        f"val {h['val_loss']:.4f}", file=sys.stderr))
+    training, val = probe.card["training"], probe.card["metrics"]["val"]
+    print(f"{probe.id}: best epoch {training['best_epoch']} (stopped at {training['stopped_epoch']}), "
+          f"val loss {training['best_val_loss']:.4f}, val AUC {val['auc']}")
+    print(f"wrote {path} and {path.with_suffix('.safetensors')}")
+    return 0
+
+
+def cmd_train_anomaly(args: argparse.Namespace) -> int:
+    from models.workflows import train_anomaly
+
+    path = train_anomaly(args.kind, args.data, args.encoder, args.out, args.visual_encoder, args.name, _config(args),
+                         args.width, args.layers, args.heads, _source(args))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from models.workflows import evaluate
+
+    report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args))
+    sets = report["test_sets"]
+    print(f"{'AUC %':<40}{'train set':<16}" + "".join(f"{name:>14}" for name in sets))
+    for scorer, row in report["matrix"].items():
+        cells = "".join(f"{'—' if row[n] is None else f'{100 * row[n]:.1f}':>14}" for n in sets)
+        print(f"{scorer:<40}{row['train_set']:<16}{cells}")
+    fusion = report["fusion"]
+    if fusion:
+        aucs = [(fusion.get(n) or {}).get("auc") for n in sets]
+        print(f"{'fusion (mean P(fake))':<56}" + "".join(f"{'—' if a is None else f'{100 * a:.1f}':>14}" for a in aucs))
+    for path, reason in report["failed_files"].items():
+        print(f"failed: {path}: {reason}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _add_data_options(parser: argparse.ArgumentParser, many: bool) -> None:
+    parser.add_argument("--data", required=True, action="append" if many else None,
+                        help="dataset description JSON" + (" (repeat for several)" if many else ""))
+    parser.add_argument("--face-stride", type=int, default=1)
+    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for NAME.safetensors + NAME.json")
+    parser.add_argument("--name", help="probe id (default user/DATASET-ENCODER)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=43)
+    parser.add_argument("--batch-size", type=int, default=1, help="videos per step (the paper: 1)")
+    parser.add_argument("--triplet-weight", type=float, default=0.0,
+                        help="> 0: projection head + batch-all triplet loss (FSFM paper), batches of ≥ 8")
+    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--projection-dim", type=int, default=128)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py", description="Explain audio-visual deepfake probes.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--random", action="store_true", help="also list random@ENCODER heads")
     listing.set_defaults(run=cmd_list)
+
+    extract = commands.add_parser("extract", help="cache features of dataset videos (resumable; --ray to spread)")
+    _add_data_options(extract, many=True)
+    extract.add_argument("--split", action="append", default=None, help="split(s) to extract (default: all three)")
+    extract.add_argument("--encoder", action="append", required=True, help="encoder id (repeat for several)")
+    extract.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                         help="run one Ray task per file: a local instance, or the cluster at ADDRESS")
+    extract.add_argument("--threads", type=int, default=1,
+                         help="torch threads per file (default 1; keep equal across runs that share a cache)")
+    extract.set_defaults(run=cmd_extract)
+
+    train = commands.add_parser("train", help="train a probe with the SSR-DFD protocol")
+    _add_data_options(train, many=False)
+    train.add_argument("--encoder", required=True)
+    train.add_argument("--attribution", choices=["manipulation", "dataset"],
+                       help="triplet classes from attribution labels instead of real/fake")
+    _add_training_options(train)
+    train.set_defaults(run=cmd_train)
+
+    anomaly = commands.add_parser("train-anomaly", help="train an anomaly proxy on real videos only")
+    _add_data_options(anomaly, many=False)
+    anomaly.add_argument("--kind", required=True, choices=["next-step", "av-sync"])
+    anomaly.add_argument("--encoder", required=True, help="features to model (av-sync: the audio encoder)")
+    anomaly.add_argument("--visual-encoder", help="av-sync: the visual encoder")
+    anomaly.add_argument("--width", type=int, default=512)
+    anomaly.add_argument("--layers", type=int, default=4)
+    anomaly.add_argument("--heads", type=int, default=4)
+    _add_training_options(anomaly)
+    anomaly.set_defaults(run=cmd_train_anomaly)
+
+    evaluate = commands.add_parser("evaluate", help="AUC/AP matrix, localisation, fusion, correlation")
+    _add_data_options(evaluate, many=True)
+    evaluate.add_argument("--probe", action="append", required=True,
+                          help="probe id, probe card or anomaly-scorer card (repeat for several)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--out", required=True)
+    evaluate.set_defaults(run=cmd_evaluate)
 
     probes = commands.add_parser("probes", help="manage released probes")
     probe_commands = probes.add_subparsers(dest="probe_command", required=True)

@@ -52,11 +52,13 @@ class ProbeScores:
 
 @dataclass
 class LinearProbe:
-    """The paper's per-step linear head with its card."""
+    """The paper's per-step linear head with its card; optionally behind a small
+    projection (the FSFM-paper triplet variant): s_t = w · relu(P x_t/||x_t|| + c) + b."""
 
-    weight: np.ndarray  # (D,)
+    weight: np.ndarray  # (D,) or (P,) with a projection
     bias: float
     card: dict = field(default_factory=dict)
+    projection: tuple[np.ndarray, np.ndarray] | None = None  # (P × D weight, (P,) bias)
 
     @property
     def id(self) -> str:
@@ -68,7 +70,8 @@ class LinearProbe:
 
     @property
     def dim(self) -> int:
-        return int(self.weight.shape[0])
+        """Input feature width."""
+        return int(self.projection[0].shape[1] if self.projection is not None else self.weight.shape[0])
 
     def step_logits(self, features: np.ndarray) -> np.ndarray:
         """s_t for (T × D) features, in float64."""
@@ -76,7 +79,11 @@ class LinearProbe:
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise AnalysisError(f"probe {self.id} takes (steps × {self.dim}) features, got {features.shape}.")
         norms = np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return (features / norms) @ self.weight.astype(np.float64) + float(self.bias)
+        x = features / norms
+        if self.projection is not None:
+            matrix, offset = self.projection
+            x = np.maximum(x @ matrix.astype(np.float64).T + offset.astype(np.float64), 0.0)
+        return x @ self.weight.astype(np.float64) + float(self.bias)
 
     def score(self, features: np.ndarray) -> ProbeScores:
         logits = self.step_logits(features)
@@ -106,9 +113,13 @@ def save_probe(probe: LinearProbe, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = {**probe.card, "dim": probe.dim, "l2_normalise": True, "pooling": "logsumexp",
+            "kind": "projected" if probe.projection is not None else "linear",
             "step_probability": STEP_PROBABILITY, "video_probability": VIDEO_PROBABILITY}
     tensors = {"head.weight": probe.weight.reshape(1, -1).astype(np.float32),
                "head.bias": np.array([probe.bias], np.float32)}
+    if probe.projection is not None:
+        tensors["proj.weight"] = probe.projection[0].astype(np.float32)
+        tensors["proj.bias"] = probe.projection[1].astype(np.float32)
     stem = safe_name(probe.id)
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     atomic_write(folder / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(card, indent=2)))
@@ -161,9 +172,17 @@ def _probe_from_tensors(tensors: dict, card: dict, path: Path) -> LinearProbe:
     if weight.ndim != 2 or weight.shape[0] != 1 or bias.shape != (1,):
         raise AnalysisError(f"head.weight must be (1, D) and head.bias (1,), got {weight.shape} and {bias.shape}.",
                             path=path)
-    if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+    projection = None
+    if "proj.weight" in tensors or "proj.bias" in tensors:
+        matrix, offset = np.asarray(tensors.get("proj.weight")), np.asarray(tensors.get("proj.bias"))
+        if matrix.ndim != 2 or offset.shape != (matrix.shape[0],) or matrix.shape[0] != weight.shape[1]:
+            raise AnalysisError(f"proj.weight must be (P, D) and proj.bias (P,) with P = {weight.shape[1]}, got "
+                                f"{matrix.shape} and {offset.shape}.", path=path)
+        projection = (matrix.astype(np.float32), offset.astype(np.float32))
+    arrays = [weight, bias] + (list(projection) if projection else [])
+    if not all(np.all(np.isfinite(a)) for a in arrays):
         raise AnalysisError("the probe weights contain NaN or infinity.", path=path)
-    return LinearProbe(weight=weight[0].astype(np.float32), bias=float(bias[0]), card=card)
+    return LinearProbe(weight=weight[0].astype(np.float32), bias=float(bias[0]), card=card, projection=projection)
 
 
 def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:

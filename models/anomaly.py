@@ -1,0 +1,191 @@
+"""Anomaly-detection proxies trained on real videos only (SSR-DFD §4):
+
+- next-step prediction: a small causal transformer predicts the next L2-normalised
+  feature; per-step score = squared error, video score = its maximum;
+- audio-visual synchronisation: per-modality projections, an MLP on the concatenated
+  pair; every video step is contrasted against the audio steps within ±15 (log-softmax
+  rewards the aligned pair); per-step score = −log p(aligned), video score =
+  logsumexp_t of it.
+
+Both train with `models.training.fit` (early stopping on validation loss) and score
+through the same `ProbeScores` as the probes, so `evaluate` treats them alike; they give
+no calibrated probability (p_fake is NaN) and stay out of the probability fusion.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.errors import AnalysisError
+from models.probes import ProbeScores, safe_name
+from models.training import TrainConfig, fit
+
+SYNC_WINDOW = 15
+
+
+@dataclass
+class NextStepConfig:
+    layers: int = 4
+    heads: int = 4
+    width: int = 512
+    max_steps: int = 4096
+
+
+class NextStepPredictor(nn.Module):
+    def __init__(self, dim: int, config: NextStepConfig = NextStepConfig()):
+        super().__init__()
+        self.config = config
+        self.inp = nn.Linear(dim, config.width)
+        self.position = nn.Embedding(config.max_steps, config.width)
+        layer = nn.TransformerEncoderLayer(config.width, config.heads, 4 * config.width, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.out = nn.Linear(config.width, dim)
+
+    def step_errors(self, features: torch.Tensor) -> torch.Tensor:
+        """Squared error of predicting step t from steps < t, for t = 1..T-1 (T-1 values)."""
+        x = F.normalize(features[: self.config.max_steps], dim=-1)
+        steps = len(x)
+        hidden = self.inp(x[:-1]) + self.position(torch.arange(steps - 1))
+        mask = torch.triu(torch.full((steps - 1, steps - 1), float("-inf")), diagonal=1)
+        predicted = self.out(self.blocks(hidden[None], mask=mask, is_causal=True)[0])
+        return ((predicted - x[1:]) ** 2).mean(-1)
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-step anomaly scores (T), the first step taking the second's."""
+        errors = self.step_errors(features)
+        return torch.cat([errors[:1], errors])
+
+
+class AVSync(nn.Module):
+    def __init__(self, audio_dim: int, visual_dim: int, width: int = 512):
+        super().__init__()
+        self.audio = nn.Linear(audio_dim, width)
+        self.visual = nn.Linear(visual_dim, width)
+        self.mlp = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 1))
+
+    def aligned_log_probs(self, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """For each step t: log-softmax over audio steps t-15..t+15 of the pair logits, at t."""
+        steps = min(len(audio), len(visual))
+        a = self.audio(F.normalize(audio[:steps], dim=-1))
+        v = self.visual(F.normalize(visual[:steps], dim=-1))
+        offsets = torch.arange(-SYNC_WINDOW, SYNC_WINDOW + 1)
+        index = torch.arange(steps)[:, None] + offsets[None]
+        valid = (index >= 0) & (index < steps)
+        pairs = torch.cat([a[index.clamp(0, steps - 1)], v[:, None].expand(-1, len(offsets), -1)], -1)
+        logits = self.mlp(pairs)[..., 0].masked_fill(~valid, float("-inf"))
+        return F.log_softmax(logits, -1)[:, SYNC_WINDOW]
+
+    def score(self, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        return -self.aligned_log_probs(audio, visual)
+
+
+@dataclass
+class AnomalyScorer:
+    """A trained proxy with its card; `score(features)` mirrors LinearProbe.score."""
+
+    kind: str  # next-step | av-sync
+    model: nn.Module
+    card: dict
+
+    @property
+    def id(self) -> str:
+        return self.card["id"]
+
+    @property
+    def encoders(self) -> list[str]:
+        return [self.card["encoder"]] + ([self.card["visual_encoder"]] if self.kind == "av-sync" else [])
+
+    @torch.no_grad()
+    def score(self, *features: np.ndarray) -> ProbeScores:
+        tensors = [torch.from_numpy(np.asarray(f, np.float32)) for f in features]
+        steps = self.model.score(*tensors).double().numpy()
+        video = float(steps.max()) if self.kind == "next-step" else float(torch.logsumexp(torch.from_numpy(steps), 0))
+        return ProbeScores(logits=steps, probabilities=np.full(len(steps), np.nan), video_score=video, p_fake=math.nan)
+
+
+def train_next_step(train: list[np.ndarray], val: list[np.ndarray], card: dict, config: TrainConfig,
+                    net_config: NextStepConfig = NextStepConfig()) -> tuple[AnomalyScorer, object]:
+    """Fit the next-step predictor on real videos' features (MSE)."""
+    torch.manual_seed(config.seed)
+    model = NextStepPredictor(train[0].shape[1], net_config)
+    items = [torch.from_numpy(np.asarray(x, np.float32)) for x in train if len(x) > 1]
+    val_items = [torch.from_numpy(np.asarray(x, np.float32)) for x in val if len(x) > 1]
+
+    def batch_loss(net, batch):
+        return torch.stack([net.step_errors(x).mean() for x in batch]).mean()
+
+    def val_loss(net, batch):
+        return float(batch_loss(net, batch))
+
+    result = fit(model, batch_loss, val_loss, items, val_items, config)
+    card = {**card, "kind": "next-step", "dim": train[0].shape[1], "network": asdict(net_config),
+            "training": {**config.to_dict(), "best_epoch": result.best_epoch, "data": "real videos only",
+                         "loss": "MSE of the next L2-normalised feature"}}
+    return AnomalyScorer("next-step", result.model, card), result
+
+
+def train_av_sync(train: list[tuple[np.ndarray, np.ndarray]], val: list[tuple[np.ndarray, np.ndarray]], card: dict,
+                  config: TrainConfig, width: int = 512) -> tuple[AnomalyScorer, object]:
+    """Fit the synchronisation model on real videos' (audio, visual) features."""
+    torch.manual_seed(config.seed)
+    model = AVSync(train[0][0].shape[1], train[0][1].shape[1], width)
+    as_tensors = [(torch.from_numpy(np.asarray(a, np.float32)), torch.from_numpy(np.asarray(v, np.float32)))
+                  for a, v in train]
+    val_tensors = [(torch.from_numpy(np.asarray(a, np.float32)), torch.from_numpy(np.asarray(v, np.float32)))
+                   for a, v in val]
+
+    def batch_loss(net, batch):
+        return torch.stack([-net.aligned_log_probs(a, v).mean() for a, v in batch]).mean()
+
+    def val_loss(net, batch):
+        return float(batch_loss(net, batch))
+
+    result = fit(model, batch_loss, val_loss, as_tensors, val_tensors, config)
+    card = {**card, "kind": "av-sync", "dims": [train[0][0].shape[1], train[0][1].shape[1]], "width": width,
+            "window": SYNC_WINDOW, "training": {**config.to_dict(), "best_epoch": result.best_epoch,
+                                                "data": "real videos only",
+                                                "loss": "-log softmax of the aligned pair among ±15 audio steps"}}
+    return AnomalyScorer("av-sync", result.model, card), result
+
+
+def save_scorer(scorer: AnomalyScorer, folder: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    from models.cache import atomic_write
+
+    folder = Path(folder)
+    stem = safe_name(scorer.id)
+    state = {k: v.contiguous() for k, v in scorer.model.state_dict().items()}
+    atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(state, str(tmp)))
+    atomic_write(folder / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(scorer.card, indent=2)))
+    return folder / f"{stem}.json"
+
+
+def load_scorer(card_path: str | Path) -> AnomalyScorer:
+    from safetensors.torch import load_file
+
+    card_path = Path(card_path)
+    try:
+        card = json.loads(card_path.read_text())
+        state = load_file(str(card_path.with_suffix(".safetensors")))
+    except (OSError, ValueError) as error:
+        raise AnalysisError(f"cannot read the anomaly scorer ({error}).", path=card_path) from None
+    if card.get("kind") == "next-step":
+        model = NextStepPredictor(card["dim"], NextStepConfig(**card["network"]))
+    elif card.get("kind") == "av-sync":
+        model = AVSync(*card["dims"], card["width"])
+    else:
+        raise AnalysisError(f"unknown anomaly scorer kind {card.get('kind')!r}.", path=card_path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise AnalysisError(f"the weights do not fit the card ({error}).", path=card_path) from None
+    return AnomalyScorer(card["kind"], model.eval(), card)

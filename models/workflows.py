@@ -1,0 +1,181 @@
+"""Research workflows over datasets (extract → train → evaluate), shared by the CLI and tests."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.cache import FeatureCache
+from models.datasets import DatasetSpec, Record, load_dataset_spec
+from models.encoders import get_spec
+from models.errors import AnalysisError
+from models.extract import ExtractionReport, ShaIndex, extract_dataset, load_record_features
+from models.probes import LinearProbe, save_probe
+from models.training import TrainConfig, train_probe
+
+
+class FeatureSource:
+    """Features of dataset records: a dataset's precomputed folder, else the feature cache,
+    extracting what is missing in-process when allowed."""
+
+    def __init__(self, cache: FeatureCache | None = None, face_stride: int = 1, precision: str = "fp32",
+                 extract_missing: bool = True):
+        self.cache = cache or FeatureCache()
+        self.face_stride, self.precision, self.extract_missing = face_stride, precision, extract_missing
+        self.sha_index = ShaIndex(self.cache.root / "sha_index.jsonl")
+        self.features_roots: dict[str, Path | None] = {}
+        self.failed: dict[str, str] = {}
+
+    def add_dataset(self, spec: DatasetSpec) -> None:
+        self.features_roots[spec.name] = spec.features
+
+    def __call__(self, record: Record, encoder_id: str) -> np.ndarray | None:
+        root = self.features_roots.get(record.dataset)
+        features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision, root,
+                                        self.sha_index)
+        if features is None and root is None and self.extract_missing and record.path not in self.failed:
+            report = extract_dataset([record], [encoder_id], self.cache, self.face_stride, self.precision)
+            self.failed.update(report.failed)
+            features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision,
+                                            None, self.sha_index)
+        return features
+
+
+def extract(data: list[str], splits: list[str], encoder_ids: list[str], cache: FeatureCache | None = None,
+            use_ray: bool = False, ray_address: str | None = None, face_stride: int = 1, precision: str = "fp32",
+            threads: int = 1, progress: Callable[[int, int], None] | None = None) -> ExtractionReport:
+    for encoder_id in encoder_ids:
+        get_spec(encoder_id)  # unknown ids fail before any work
+    records = [r for path in data for split in splits for r in _split(load_dataset_spec(path), split)]
+    return extract_dataset(records, encoder_ids, cache, face_stride, precision, ray_address, use_ray, threads,
+                           progress)
+
+
+def _split(spec: DatasetSpec, split: str) -> list[Record]:
+    return spec.read(split) if split in spec.splits else []
+
+
+def labelled_features(spec: DatasetSpec, split: str, encoder_id: str, source: FeatureSource) -> list[tuple]:
+    """(features, label, record) for every record of a split whose features are available."""
+    source.add_dataset(spec)
+    out = []
+    for record in spec.read(split):
+        features = source(record, encoder_id)
+        if features is not None:
+            out.append((features, record.label, record))
+    if not out:
+        raise AnalysisError(f"no features for {spec.name}/{split} with encoder {encoder_id}.",
+                            hint="Run `python cli.py extract` first, or check the failures it lists.")
+    return out
+
+
+ATTRIBUTIONS = ("manipulation", "dataset")
+
+
+def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = None,
+          config: TrainConfig = TrainConfig(), attribution: str | None = None, source: FeatureSource | None = None,
+          progress=None) -> tuple[Path, LinearProbe]:
+    """Train a probe on the train split with early stopping on the val split; write it with its card."""
+    get_spec(encoder_id)
+    if attribution is not None and attribution not in ATTRIBUTIONS:
+        raise AnalysisError(f"unknown attribution {attribution!r}.", hint=f"Use one of {', '.join(ATTRIBUTIONS)}.")
+    spec = load_dataset_spec(data)
+    source = source or FeatureSource()
+    train_set = labelled_features(spec, "train", encoder_id, source)
+    val_set = labelled_features(spec, "val", encoder_id, source)
+    classes = None
+    if attribution:
+        names = sorted({getattr(r, attribution) for _, _, r in train_set + val_set})
+        classes = ([names.index(getattr(r, attribution)) for _, _, r in train_set],
+                   [names.index(getattr(r, attribution)) for _, _, r in val_set])
+    probe_id = name or f"user/{spec.name}-{encoder_id}" + ("-triplet" if config.triplet_weight > 0 else "")
+    card = {"id": probe_id, "encoder": encoder_id, "source": "user", "licence": "as the training data allows",
+            "training_data": {"dataset": spec.name, "format": spec.format,
+                              "splits": {"train": len(train_set), "val": len(val_set)},
+                              "real_fake_train": [sum(1 for _, y, _ in train_set if y == 0),
+                                                  sum(1 for _, y, _ in train_set if y == 1)],
+                              "attribution": attribution},
+            "synthetic": bool(spec.name.startswith("synthetic"))}
+    probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
+                                classes, progress)
+    from explain.evaluation import video_metrics
+
+    scores = [probe.score(x).video_score for x, _, _ in val_set]
+    probe.card["metrics"] = {"val": video_metrics([y for _, y, _ in val_set], scores)}
+    return save_probe(probe, out_dir), probe
+
+
+def load_scorer_ref(ref: str):
+    """A probe id / probe card, or an anomaly scorer card (kind next-step or av-sync)."""
+    import json
+
+    from models.zoo import load_probe
+
+    path = Path(ref)
+    if path.suffix == ".json" and path.exists():
+        try:
+            kind = json.loads(path.read_text()).get("kind")
+        except ValueError:
+            kind = None
+        if kind in ("next-step", "av-sync"):
+            from models.anomaly import load_scorer
+
+            return load_scorer(path)
+    return load_probe(ref)
+
+
+def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split: str = "test",
+             source: FeatureSource | None = None) -> tuple[dict, dict]:
+    """Evaluate scorers on the `split` of every dataset; write the report files."""
+    from explain.evaluation import evaluate as run_evaluation
+    from explain.evaluation import write_evaluation
+
+    if not scorer_refs:
+        raise AnalysisError("no probe to evaluate.", hint="Pass --probe ID (repeat for several).")
+    scorers = [load_scorer_ref(ref) for ref in scorer_refs]
+    source = source or FeatureSource()
+    test_sets = {}
+    for path in data:
+        spec = load_dataset_spec(path)
+        source.add_dataset(spec)
+        test_sets[spec.name] = spec.read(split)
+    report = run_evaluation(scorers, test_sets, source)
+    report["failed_files"] = dict(source.failed)
+    return report, write_evaluation(report, out_dir)
+
+
+ANOMALY_KINDS = ("next-step", "av-sync")
+
+
+def train_anomaly(kind: str, data: str, encoder_id: str, out_dir: str | Path, visual_encoder: str | None = None,
+                  name: str | None = None, config: TrainConfig = TrainConfig(), width: int = 512,
+                  layers: int = 4, heads: int = 4, source: FeatureSource | None = None) -> Path:
+    """Train an anomaly proxy on the real videos of the train/val splits."""
+    from models.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
+
+    if kind not in ANOMALY_KINDS:
+        raise AnalysisError(f"unknown anomaly proxy {kind!r}.", hint=f"Use one of {', '.join(ANOMALY_KINDS)}.")
+    if kind == "av-sync" and not visual_encoder:
+        raise AnalysisError("the av-sync proxy needs an audio --encoder and a --visual-encoder.")
+    spec = load_dataset_spec(data)
+    source = source or FeatureSource()
+    encoders = [encoder_id] + ([visual_encoder] if kind == "av-sync" else [])
+    splits = {}
+    for split in ("train", "val"):
+        real = [r for r in spec.read(split) if r.label == 0]
+        pairs = [[source(r, e) for e in encoders] for r in real]
+        splits[split] = [p for p in pairs if all(f is not None for f in p)]
+        if not splits[split]:
+            raise AnalysisError(f"no real videos with features in {spec.name}/{split}.")
+    card = {"id": name or f"user/{spec.name}-{kind}-{encoder_id}", "encoder": encoder_id, "source": "user",
+            "training_data": {"dataset": spec.name, "real_train": len(splits["train"]),
+                              "real_val": len(splits["val"])}}
+    if kind == "next-step":
+        scorer, _ = train_next_step([p[0] for p in splits["train"]], [p[0] for p in splits["val"]], card, config,
+                                    NextStepConfig(layers=layers, heads=heads, width=width))
+    else:
+        card["visual_encoder"] = visual_encoder
+        scorer, _ = train_av_sync([tuple(p) for p in splits["train"]], [tuple(p) for p in splits["val"]], card,
+                                  config, width)
+    return save_scorer(scorer, out_dir)

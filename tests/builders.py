@@ -1,0 +1,59 @@
+"""Small labelled datasets written in the real formats, with known audio manipulations:
+a fake clip has one segment re-voiced (another pitch, timbre and syllable rate)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.media import write_test_clip
+from models.timing import SAMPLE_RATE
+
+
+def voice(duration_s: float, pitch: float, rate_hz: float, decay: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(pitch * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t + seed))) / SAMPLE_RATE
+    harmonic = sum(np.sin(k * phase) / k ** decay for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * rate_hz * t + seed), 0, None) ** 2
+    return (0.25 * envelope * harmonic + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write_clip(path: Path, seed: int, fake_segment: tuple[float, float] | None, duration_s: float = 2.0) -> Path:
+    rng = np.random.default_rng(seed)
+    audio = voice(duration_s, rng.uniform(110, 160), rng.uniform(3.5, 4.5), 1.0, seed)
+    if fake_segment is not None:
+        start, end = (int(v * SAMPLE_RATE) for v in fake_segment)
+        audio[start:end] = voice(duration_s, rng.uniform(220, 280), rng.uniform(6, 7), 2.0, seed + 1)[start:end]
+    steps = int(duration_s * 25)
+    base = rng.integers(40, 200, 3)
+    frames = np.broadcast_to(base.astype(np.uint8), (steps, 48, 64, 3)).copy()
+    return write_test_clip(path, frames, audio=audio)
+
+
+def write_av1m_dataset(root: Path, per_split: dict[str, int], seed: int = 0, name: str = "toy") -> Path:
+    """Clips and AV-Deepfake1M metadata per split (half real, half audio-fake), plus a
+    dataset description; returns the description's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, count in per_split.items():
+        records = []
+        (root / split).mkdir(exist_ok=True)
+        for index in range(count):
+            fake = index % 2 == 1
+            start = round(float(rng.uniform(0.3, 1.1)), 2)
+            segment = (start, round(start + 0.6, 2)) if fake else None
+            clip_seed = seed * 10_000 + hash(split) % 1000 * 100 + index
+            write_clip(root / split / f"{index:04d}.mp4", clip_seed, segment)
+            records.append({"file": f"{split}/{index:04d}.mp4", "original": None, "split": split,
+                            "modify_type": "audio_modified" if fake else "real",
+                            "fake_segments": [list(segment)] if fake else [],
+                            "audio_fake_segments": [list(segment)] if fake else [], "visual_fake_segments": [],
+                            "video_frames": 50, "audio_frames": 32000})
+        (root / f"{split}_metadata.json").write_text(json.dumps(records))
+        splits[split] = f"{split}_metadata.json"
+    description = root / "dataset.json"
+    description.write_text(json.dumps({"name": name, "format": "av1m", "root": ".", "splits": splits}))
+    return description

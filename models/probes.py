@@ -215,5 +215,5 @@ def random_probe(encoder_id: str, seed: int = 0) -> LinearProbe:
     weight = np.random.default_rng(seed).standard_normal(spec.dim).astype(np.float32)
     return LinearProbe(weight=weight, bias=0.0, card={
         "id": f"random@{encoder_id}", "encoder": encoder_id, "dim": spec.dim, "source": "random",
-        "training_data": "none (untrained random head)", "seed": seed,
+        "training_data": "none", "seed": seed,
         "notes": "Untrained: its scores mean nothing. For smoke tests and timing only."})

@@ -23,9 +23,11 @@ def voice(duration_s: float, pitch: float, rate_hz: float, decay: float, seed: i
 def write_clip(path: Path, seed: int, fake_segment: tuple[float, float] | None, duration_s: float = 2.0) -> Path:
     rng = np.random.default_rng(seed)
     audio = voice(duration_s, rng.uniform(110, 160), rng.uniform(3.5, 4.5), 1.0, seed)
-    if fake_segment is not None:
+    if fake_segment is not None:  # re-voiced: a higher, breathier voice at another syllable rate
         start, end = (int(v * SAMPLE_RATE) for v in fake_segment)
-        audio[start:end] = voice(duration_s, rng.uniform(220, 280), rng.uniform(6, 7), 2.0, seed + 1)[start:end]
+        other = voice(duration_s, rng.uniform(220, 280), rng.uniform(6, 7), 2.0, seed + 1)
+        breath = np.random.default_rng(seed + 2).standard_normal(len(other)).astype(np.float32)
+        audio[start:end] = (other + 0.05 * breath * (np.abs(other) > 0.02))[start:end]
     steps = int(duration_s * 25)
     base = rng.integers(40, 200, 3)
     frames = np.broadcast_to(base.astype(np.uint8), (steps, 48, 64, 3)).copy()
@@ -38,14 +40,14 @@ def write_av1m_dataset(root: Path, per_split: dict[str, int], seed: int = 0, nam
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     splits = {}
-    for split, count in per_split.items():
+    for split_index, (split, count) in enumerate(per_split.items()):
         records = []
         (root / split).mkdir(exist_ok=True)
         for index in range(count):
             fake = index % 2 == 1
             start = round(float(rng.uniform(0.3, 1.1)), 2)
             segment = (start, round(start + 0.6, 2)) if fake else None
-            clip_seed = seed * 10_000 + hash(split) % 1000 * 100 + index
+            clip_seed = seed * 10_000 + split_index * 1000 + index
             write_clip(root / split / f"{index:04d}.mp4", clip_seed, segment)
             records.append({"file": f"{split}/{index:04d}.mp4", "original": None, "split": split,
                             "modify_type": "audio_modified" if fake else "real",

@@ -190,6 +190,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from models.generator import generate
+
+    description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"))
+    print(f"wrote {args.n} clips to {Path(args.out) / args.split}; dataset description {description}")
+    return 0
+
+
 def _add_data_options(parser: argparse.ArgumentParser, many: bool) -> None:
     parser.add_argument("--data", required=True, action="append" if many else None,
                         help="dataset description JSON" + (" (repeat for several)" if many else ""))
@@ -274,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--out", required=True)
     evaluate.set_defaults(run=cmd_evaluate)
+
+    generate = commands.add_parser("generate", help="synthetic talking-face clips with known manipulations")
+    generate.add_argument("--n", type=int, required=True, help="number of clips")
+    generate.add_argument("--seed", type=int, required=True)
+    generate.add_argument("--out", required=True, help="dataset folder (clips, metadata, regions, ExDDV clicks)")
+    generate.add_argument("--split", default="train")
+    generate.add_argument("--faces", choices=["train", "heldout"], default="train",
+                          help="identity group: held-out faces and voices never appear in 'train'")
+    generate.set_defaults(run=cmd_generate)
 
     probes = commands.add_parser("probes", help="manage released probes")
     probe_commands = probes.add_subparsers(dest="probe_command", required=True)

@@ -313,11 +313,12 @@ def write_test_clip(path: str | Path, frames: np.ndarray, *, fps: float | Fracti
     """Write frames (T×H×W×3 uint8) and optional audio ((channels×)N float32) to a video file.
 
     Used by the synthetic generator and the tests; `frame_times` gives variable frame rate.
+    Encoding is single-threaded so the same input always gives the same bytes.
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1000)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=rate)
+        stream = container.add_stream(codec, rate=rate, options=_reproducible_options(codec))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if frame_times is not None:
@@ -337,6 +338,21 @@ def write_test_clip(path: str | Path, frames: np.ndarray, *, fps: float | Fracti
         if audio_stream is not None:
             _write_audio(container, audio_stream, audio, audio_rate)
     return path
+
+
+def _reproducible_options(codec: str) -> dict[str, str]:
+    """Encoder options that make the output bytes depend on the input alone. x264 is not
+    reproducible with threads or with its AVX-512 kernels (measured: the same frames gave
+    different files), so it runs on one thread with SIMD capped at AVX2 (or SSE4, or none,
+    by what the CPU has)."""
+    if codec != "libx264":
+        return {"threads": "1"}
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        flags = set()
+    asm = "avx2" if "avx2" in flags else "sse4" if "sse4_1" in flags else "0"
+    return {"threads": "1", "x264-params": f"asm={asm}"}
 
 
 def _write_audio(container, stream, audio: np.ndarray, rate: int) -> None:

@@ -6,24 +6,18 @@ import json
 from pathlib import Path
 
 from explain.figures import save_figure, temporal_figure
-from explain.temporal import explain_temporal, read_truth, validate_truth
+from explain.temporal import explain_temporal, read_truth, truth_record
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
 from models.errors import AnalysisError
 
 
 def load_truth_file(path: str | Path, video_name: str) -> dict:
-    """Ground truth from an AV-Deepfake1M metadata file (one record or a list with `file`)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise AnalysisError(f"cannot read ground truth ({error}).", path=path) from None
-    records = data if isinstance(data, list) else [data]
-    for record in records:
-        if isinstance(record, dict) and (len(records) == 1 or Path(str(record.get("file", ""))).name == video_name):
-            return validate_truth(record, path)
-    raise AnalysisError(f"has no record for {video_name}.", path=path)
+    """Ground truth for `video_name` from an AV-Deepfake1M metadata file the user names."""
+    record = truth_record(Path(path), video_name, any_single=True)
+    if record is None:
+        raise AnalysisError(f"has no record for {video_name}.", path=path)
+    return record
 
 
 def build_report(result: AnalysisResult, truth: dict | None = None) -> tuple[dict, list]:

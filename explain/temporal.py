@@ -131,22 +131,31 @@ def leading_silence_share(logits: np.ndarray, audio: np.ndarray | None, top_frac
             "silence_share_of_clip": onset / len(logits)}
 
 
+def truth_record(path: Path, video_name: str, any_single: bool = False) -> dict | None:
+    """The record for `video_name` in an AV-Deepfake1M metadata file (a list of records
+    with `file`, or one record); with `any_single`, a file of one record matches any name."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise AnalysisError(f"cannot read the ground-truth metadata ({error}).", path=path) from None
+    records = data if isinstance(data, list) else [data]
+    for record in records:
+        if isinstance(record, dict) and ((any_single and len(records) == 1)
+                                         or Path(str(record.get("file", ""))).name == video_name):
+            return validate_truth(record, path)
+    return None
+
+
 def read_truth(video: str | Path) -> dict | None:
-    """AV-Deepfake1M-style ground truth for `video`: `<stem>.json` beside it holding one
-    record, or a `*metadata.json` list in its folder with a record whose `file` matches."""
+    """Ground truth for `video` from beside it: `<stem>.json` holding its record, or a
+    `*metadata.json` list in its folder with a record whose `file` matches."""
     video = Path(video)
-    candidates = [video.with_suffix(".json")] + sorted(video.parent.glob("*metadata.json"))
-    for path in candidates:
-        if not path.exists():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as error:
-            raise AnalysisError(f"the ground-truth metadata is not valid JSON ({error}).", path=path) from None
-        records = data if isinstance(data, list) else [data]
-        for record in records:
-            if isinstance(record, dict) and (path == candidates[0] or Path(str(record.get("file", ""))).name == video.name):
-                return validate_truth(record, path)
+    sidecar = video.with_suffix(".json")
+    if sidecar.exists() and (record := truth_record(sidecar, video.name, any_single=True)) is not None:
+        return record
+    for path in sorted(video.parent.glob("*metadata.json")):
+        if (record := truth_record(path, video.name)) is not None:
+            return record
     return None
 
 

@@ -3,7 +3,6 @@ the released SSR-DFD probes (fetched from their public location, verified by SHA
 and untrained `random@ENCODER` heads for smoke tests."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.request
 from dataclasses import dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from models.encoders.base import (ClipInputs, Encoder, EncoderSpec, Progress, batched, hub_unavailable,
-                                  is_local_path, offline_mode)
+                                  is_local_path)
 from models.errors import AnalysisError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -15,7 +15,8 @@ from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
 from models.zoo import describe_probe, usable_probes
 
-EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "assets" / "examples").glob("*.mp4"))
+ASSETS = Path(__file__).parent / "assets"
+EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
 DEFAULT_PROBES = ["random@random-wav2vec2-xls-r-300m"]
 STAND_IN_BANNER = ("**Offline stand-ins:** the chosen probes run on random-init encoders or untrained heads. "
                    "Their scores show how the tool works; they are not deepfake detections.")

@@ -312,3 +312,29 @@ def _update_description(out: Path, split: str) -> Path:
     description["splits"][split] = f"{split}_metadata.json"
     path.write_text(json.dumps(description, indent=1))
     return path
+
+
+DEMO_KINDS = {"real": 0, "audio_fake": 1, "visual_fake": 3, "both_fake": 5}  # index in KINDS
+
+
+def make_demo(out: str | Path, seed: int = 2026) -> list[Path]:
+    """The app's four example clips (real, audio fake, visual fake, both) with their
+    AV-Deepfake1M records in `demo_metadata.json`, so analyses find their ground truth."""
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp, max(DEMO_KINDS.values()) + 1, seed, split="demo", faces="heldout")
+        records = json.loads((Path(tmp) / "demo_metadata.json").read_text())
+        regions = json.loads((Path(tmp) / "demo_regions.json").read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        kept, kept_regions, paths = [], {}, []
+        for name, index in DEMO_KINDS.items():
+            record = records[index]
+            target = out / f"{name}.mp4"
+            shutil.copyfile(Path(tmp) / record["file"], target)
+            if record["file"] in regions:
+                kept_regions[target.name] = regions[record["file"]]
+            kept.append({**record, "file": target.name, "split": "demo"})
+            paths.append(target)
+    (out / "demo_metadata.json").write_text(json.dumps(kept, indent=1))
+    (out / "demo_regions.json").write_text(json.dumps(kept_regions, indent=1))
+    return paths

@@ -1,6 +1,7 @@
 """The synthetic benchmark generator: deterministic, readable by the dataset readers,
 with ground-truth regions on the manipulated mouth."""
 import csv
+from pathlib import Path
 import hashlib
 import json
 
@@ -71,3 +72,25 @@ def test_regions_cover_the_visual_segments_and_exddv_points(generated):
 def test_held_out_identities_are_disjoint():
     train, held = {f.name for f in identities("train")}, {f.name for f in identities("heldout")}
     assert train and held and not train & held and "grace_hopper" in held
+
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+def test_bundled_demo_clips_carry_their_ground_truth():
+    from explain.temporal import read_truth
+
+    clips = sorted(DEMO.glob("*.mp4"))
+    assert [c.stem for c in clips] == ["audio_fake", "both_fake", "real", "visual_fake"]
+    assert sum(c.stat().st_size for c in clips) <= 2 * 1024 * 1024
+    kinds = {c.stem: read_truth(c)["modify_type"] for c in clips}
+    assert kinds == {"real": "real", "audio_fake": "audio_modified", "visual_fake": "visual_modified",
+                     "both_fake": "both_modified"}
+
+
+@pytest.mark.slow
+def test_demo_clips_are_reproduced_by_the_generator(tmp_path):
+    from models.generator import make_demo
+
+    for path in make_demo(tmp_path):
+        assert path.read_bytes() == (DEMO / path.name).read_bytes(), path.name

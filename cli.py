@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     path, probe = train(args.data, args.encoder, args.out, args.name, _config(args), args.attribution, _source(args),
                         progress=lambda epoch, h: print(f"epoch {epoch:3d}  train {h['train_loss']:.4f}  "
-                                                        f"val {h['val_loss']:.4f}", file=sys.stderr))
+                                                        f"val {h['val_loss']:.4f}", file=sys.stderr),
+                        target=args.target)
     training, val = probe.card["training"], probe.card["metrics"]["val"]
     print(f"{probe.id}: best epoch {training['best_epoch']} (stopped at {training['stopped_epoch']}), "
           f"val loss {training['best_val_loss']:.4f}, val AUC {val['auc']}")
@@ -174,7 +175,7 @@ def cmd_train_anomaly(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.workflows import evaluate
 
-    report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args))
+    report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args), args.target)
     sets = report["test_sets"]
     print(f"{'AUC %':<40}{'train set':<16}" + "".join(f"{name:>14}" for name in sets))
     for scorer, row in report["matrix"].items():
@@ -198,9 +199,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_options(parser: argparse.ArgumentParser, many: bool) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, many: bool, target: bool = False) -> None:
     parser.add_argument("--data", required=True, action="append" if many else None,
                         help="dataset description JSON" + (" (repeat for several)" if many else ""))
+    if target:
+        parser.add_argument("--target", choices=["any", "audio", "visual"], default="any",
+                            help="label videos by any manipulation (default) or by their audio / visual one")
     parser.add_argument("--face-stride", type=int, default=1)
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
 
@@ -257,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.set_defaults(run=cmd_extract)
 
     train = commands.add_parser("train", help="train a probe with the SSR-DFD protocol")
-    _add_data_options(train, many=False)
+    _add_data_options(train, many=False, target=True)
     train.add_argument("--encoder", required=True)
     train.add_argument("--attribution", choices=["manipulation", "dataset"],
                        help="triplet classes from attribution labels instead of real/fake")
@@ -276,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.set_defaults(run=cmd_train_anomaly)
 
     evaluate = commands.add_parser("evaluate", help="AUC/AP matrix, localisation, fusion, correlation")
-    _add_data_options(evaluate, many=True)
+    _add_data_options(evaluate, many=True, target=True)
     evaluate.add_argument("--probe", action="append", required=True,
                           help="probe id, probe card or anomaly-scorer card (repeat for several)")
     evaluate.add_argument("--split", default="test")

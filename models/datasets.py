@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from models.errors import AnalysisError
 
 FORMATS = ("ssr-csv", "av1m", "favc", "folder")
+TARGETS = ("any", "audio", "visual")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
 FAVC_CATEGORIES = {"RealVideo-RealAudio": 0, "RealVideo-FakeAudio": 1, "FakeVideo-RealAudio": 1,
                    "FakeVideo-FakeAudio": 1}
@@ -41,6 +42,16 @@ class Record:
     fake_segments: list | None = None
     visual_fake_segments: list | None = None
     audio_fake_segments: list | None = None
+
+    def for_target(self, target: str) -> "Record":
+        """This record labelled for one modality: 'audio' (fake when its audio is
+        manipulated), 'visual' (when its frames are), or 'any' (the video label)."""
+        if target == "any" or self.label == 0:
+            return self
+        segments = {"audio": self.audio_fake_segments, "visual": self.visual_fake_segments}[target]
+        if segments is None:
+            return self  # the format does not say which modality: keep the video label
+        return replace(self, label=int(bool(segments)))
 
     def truth(self) -> dict | None:
         if self.fake_segments is None and self.visual_fake_segments is None and self.audio_fake_segments is None:
@@ -62,8 +73,10 @@ class DatasetSpec:
     favc_pairs: str = "rr-ff"  # FakeAVCeleb: real-real vs fake-fake only (SSR-DFD), or "all"
     base: Path = Path(".")  # the description file's folder
 
-    def read(self, split: str) -> list[Record]:
-        """The records of one split."""
+    def read(self, split: str, target: str = "any") -> list[Record]:
+        """The records of one split, labelled for `target` (any | audio | visual)."""
+        if target not in TARGETS:
+            raise AnalysisError(f"unknown target {target!r}.", hint=f"Use one of {', '.join(TARGETS)}.")
         if split not in self.splits:
             raise AnalysisError(f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)}).")
         source = (self.root if self.format == "folder" else self.base) / self.splits[split]
@@ -72,7 +85,7 @@ class DatasetSpec:
                          **({"pairs": self.favc_pairs} if self.format == "favc" else {}))
         if not records:
             raise AnalysisError(f"dataset {self.name}, split {split}: no videos found.", path=source)
-        return records
+        return [r.for_target(target) for r in records]
 
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:

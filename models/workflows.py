@@ -56,11 +56,12 @@ def _split(spec: DatasetSpec, split: str) -> list[Record]:
     return spec.read(split) if split in spec.splits else []
 
 
-def labelled_features(spec: DatasetSpec, split: str, encoder_id: str, source: FeatureSource) -> list[tuple]:
+def labelled_features(spec: DatasetSpec, split: str, encoder_id: str, source: FeatureSource,
+                      target: str = "any") -> list[tuple]:
     """(features, label, record) for every record of a split whose features are available."""
     source.add_dataset(spec)
     out = []
-    for record in spec.read(split):
+    for record in spec.read(split, target):
         features = source(record, encoder_id)
         if features is not None:
             out.append((features, record.label, record))
@@ -75,15 +76,15 @@ ATTRIBUTIONS = ("manipulation", "dataset")
 
 def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = None,
           config: TrainConfig = TrainConfig(), attribution: str | None = None, source: FeatureSource | None = None,
-          progress=None) -> tuple[Path, LinearProbe]:
+          progress=None, target: str = "any") -> tuple[Path, LinearProbe]:
     """Train a probe on the train split with early stopping on the val split; write it with its card."""
     get_spec(encoder_id)
     if attribution is not None and attribution not in ATTRIBUTIONS:
         raise AnalysisError(f"unknown attribution {attribution!r}.", hint=f"Use one of {', '.join(ATTRIBUTIONS)}.")
     spec = load_dataset_spec(data)
     source = source or FeatureSource()
-    train_set = labelled_features(spec, "train", encoder_id, source)
-    val_set = labelled_features(spec, "val", encoder_id, source)
+    train_set = labelled_features(spec, "train", encoder_id, source, target)
+    val_set = labelled_features(spec, "val", encoder_id, source, target)
     classes = None
     if attribution:
         names = sorted({getattr(r, attribution) for _, _, r in train_set + val_set})
@@ -95,7 +96,7 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
                               "splits": {"train": len(train_set), "val": len(val_set)},
                               "real_fake_train": [sum(1 for _, y, _ in train_set if y == 0),
                                                   sum(1 for _, y, _ in train_set if y == 1)],
-                              "attribution": attribution},
+                              "attribution": attribution, "target": target},
             "synthetic": bool(spec.name.startswith("synthetic"))}
     probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
                                 classes, progress)
@@ -126,7 +127,7 @@ def load_scorer_ref(ref: str):
 
 
 def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split: str = "test",
-             source: FeatureSource | None = None) -> tuple[dict, dict]:
+             source: FeatureSource | None = None, target: str = "any") -> tuple[dict, dict]:
     """Evaluate scorers on the `split` of every dataset; write the report files."""
     from explain.evaluation import evaluate as run_evaluation
     from explain.evaluation import write_evaluation
@@ -139,7 +140,7 @@ def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split
     for path in data:
         spec = load_dataset_spec(path)
         source.add_dataset(spec)
-        test_sets[spec.name] = spec.read(split)
+        test_sets[spec.name] = spec.read(split, target)
     report = run_evaluation(scorers, test_sets, source)
     report["failed_files"] = dict(source.failed)
     return report, write_evaluation(report, out_dir)

@@ -98,3 +98,21 @@ def test_dataset_errors(tmp_path, case, message):
     path = describe(tmp_path, **fields) if case != "missing_description" else tmp_path / "none.json"
     with pytest.raises(AnalysisError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_dataset_spec(path).read(split)
+
+
+def test_modality_targets_relabel_fakes(tmp_path):
+    records = [
+        {"file": "a.mp4", "modify_type": "real", "fake_segments": [], "visual_fake_segments": [],
+         "audio_fake_segments": []},
+        {"file": "b.mp4", "modify_type": "audio_modified", "fake_segments": [[1, 2]], "visual_fake_segments": [],
+         "audio_fake_segments": [[1, 2]]},
+        {"file": "c.mp4", "modify_type": "visual_modified", "fake_segments": [[1, 2]],
+         "visual_fake_segments": [[1, 2]], "audio_fake_segments": []},
+    ]
+    (tmp_path / "m.json").write_text(json.dumps(records))
+    spec = load_dataset_spec(describe(tmp_path, format="av1m", splits={"test": "m.json"}))
+    assert [r.label for r in spec.read("test")] == [0, 1, 1]
+    assert [r.label for r in spec.read("test", "audio")] == [0, 1, 0]
+    assert [r.label for r in spec.read("test", "visual")] == [0, 0, 1]
+    with pytest.raises(AnalysisError, match="unknown target"):
+        spec.read("test", "lips")

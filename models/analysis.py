@@ -13,7 +13,7 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
-from models.encoders.base import resolve_dtype
+from models.encoders.base import feature_version
 from models.errors import AnalysisError
 from models.faces import FaceTrack, track_faces
 from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
@@ -179,8 +179,7 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         timings[stage] = time.perf_counter() - start
         return features
     sha = inputs.clip.info.sha256
-    precision = str(resolve_dtype(options.precision)).removeprefix("torch.")
-    version = f"{spec.preprocessing_version}-{precision}-faces{options.face_stride}"
+    version = feature_version(spec, options.precision, options.face_stride)
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
     if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
         report(stage, 1.0)

@@ -22,7 +22,7 @@ from models.analysis import AnalysisOptions, extract_features
 from models.cache import FeatureCache, app_home
 from models.datasets import Record
 from models.encoders import get_spec, register_encoder
-from models.encoders.base import EncoderSpec
+from models.encoders.base import EncoderSpec, feature_version
 from models.errors import AnalysisError
 
 
@@ -85,13 +85,6 @@ def is_cached(path: str, job: ExtractionJob, sha_index: "ShaIndex") -> bool:
     cache = FeatureCache(job.cache_root)
     return all(cache.path(sha, spec.id, feature_version(spec, job.precision, job.face_stride)).exists()
                for spec in job.encoder_specs)
-
-
-def feature_version(spec: EncoderSpec, precision: str, face_stride: int) -> str:
-    """The cache key part that analyze() uses for these settings."""
-    from models.encoders.base import resolve_dtype
-
-    return f"{spec.preprocessing_version}-{str(resolve_dtype(precision)).removeprefix('torch.')}-faces{face_stride}"
 
 
 class ShaIndex:

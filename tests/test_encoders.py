@@ -171,3 +171,28 @@ def test_external_encoder_needs_its_feature_file(tmp_path, inputs):
 def test_unknown_encoder():
     with pytest.raises(AnalysisError, match="unknown encoder 'nope'.*Known encoders"):
         create_encoder("nope")
+
+
+def test_packaged_speaker_encoder_marks_a_spliced_voice(tmp_path):
+    """The GE2E weights ship in the resemblyzer wheel: no download. A segment spoken by
+    another voice moves the per-step embeddings away from the clip's mean voice."""
+    from models.generator import speech
+    from models.media import decode, write_test_clip
+    from models.timing import SAMPLE_RATE
+    from tests.conftest import gradient_frames
+
+    audio = np.concatenate([speech("the old sailors count their silver coins beside the pier", "en-us", 150, 50, 1),
+                            np.zeros(SAMPLE_RATE // 4, np.float32)])
+    other = speech("seven bright planets rise above the quiet harbour", "en-us+f4", 150, 80, 2)
+    start = int(1.0 * SAMPLE_RATE)
+    audio[start:start + SAMPLE_RATE] = other[:SAMPLE_RATE]
+    steps = len(audio) * 25 // SAMPLE_RATE
+    path = write_test_clip(tmp_path / "splice.mp4", gradient_frames(steps), audio=audio)
+    clip = decode(path)
+    features = create_encoder("ge2e-speaker").encode(ClipInputs(clip, None))
+    assert features.shape == (clip.n_steps, 512)
+    assert np.allclose(np.linalg.norm(features[:, :256], axis=1), 1, atol=1e-4)
+    deviation = np.linalg.norm(features[:, 256:], axis=1)
+    inside = deviation[int(1.2 * 25):int(1.8 * 25)].mean()
+    outside = np.concatenate([deviation[int(0.3 * 25):int(0.6 * 25)], deviation[int(2.4 * 25):int(2.8 * 25)]]).mean()
+    assert inside > 1.3 * outside, (inside, outside)  # measured 1.45 with the splice, 0.9 without

@@ -61,6 +61,14 @@ _EXTERNAL_ENCODERS = [
 ]
 
 
+_PACKAGE_ENCODERS = [
+    EncoderSpec("ge2e-speaker", "ge2e", "audio", "package", 512, "resemblyzer::pretrained.pt",
+                download="ships in the resemblyzer wheel (17 MB)", licence="Apache-2.0",
+                description="Resemblyzer GE2E speaker embedding of the 0.8 s around each step and its deviation "
+                            "from the clip mean (pretrained, supervised, offline)"),
+]
+
+
 def _random_twin(spec: EncoderSpec) -> EncoderSpec:
     return replace(spec, id=f"random-{spec.id}", source="random", weights=None, download="",
                    description=f"{spec.description} — random init, seed 0, no pretraining (offline baseline)")
@@ -87,7 +95,7 @@ def unregister_encoder(encoder_id: str) -> None:
 for _spec in _HUB_ENCODERS:
     register_encoder(_spec)
     register_encoder(_random_twin(_spec))
-for _spec in _EXTERNAL_ENCODERS:
+for _spec in _EXTERNAL_ENCODERS + _PACKAGE_ENCODERS:
     register_encoder(_spec)
 
 
@@ -114,6 +122,9 @@ def _encoder_class(family: str):
     if family == "fsfm":
         from models.encoders.vision import FSFMEncoder
         return FSFMEncoder
+    if family == "ge2e":
+        from models.encoders.speaker import SpeakerEncoder
+        return SpeakerEncoder
     if family == "videomae":
         from models.encoders.videomae import VideoMAEEncoder
         return VideoMAEEncoder

@@ -117,6 +117,13 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def feature_version(spec: EncoderSpec, precision: str, face_stride: int) -> str:
+    """The feature-cache key part for an encoder's settings: preprocessing version, width,
+    numeric precision and face-detection stride."""
+    dtype = str(resolve_dtype(precision)).removeprefix("torch.")
+    return f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
+
+
 def pair_frames(features: np.ndarray) -> np.ndarray:
     """50 Hz → 25 Hz as in SSR-DFD: concatenate consecutive pairs of frames (T × D →
     ceil(T/2) × 2D), repeating the last frame when T is odd."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.timing import SAMPLE_RATE, STEP_RATE
+from models.timing import SAMPLE_RATE
 
 # Hand-annotated on scikit-image's astronaut (512×512): mouth centre and face width in pixels.
 ASTRONAUT_MOUTH = (224.0, 145.0)
@@ -56,7 +56,3 @@ def speech_like_audio(duration_s: float, rate: int = SAMPLE_RATE, seed: int = 0)
     voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
     envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 2
     return (0.3 * envelope * voiced + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def clip_steps(duration_s: float) -> int:
-    return int(round(duration_s * STEP_RATE))

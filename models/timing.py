@@ -16,11 +16,6 @@ MEL_HOP = 160  # 10 ms hop for spectrograms (4 mel frames per step)
 MEL_N_FFT = 400  # 25 ms window
 
 
-def step_time(step: int) -> float:
-    """Start time in seconds of analysis step `step`."""
-    return step / STEP_RATE
-
-
 def step_centre(step: int) -> float:
     """Centre time in seconds of analysis step `step` (used to pick video frames)."""
     return (step + 0.5) / STEP_RATE

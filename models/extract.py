@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from models.analysis import AnalysisOptions, extract_features
-from models.cache import FeatureCache, app_home
+from models.cache import FeatureCache
 from models.datasets import Record
 from models.encoders import get_spec, register_encoder
 from models.encoders.base import EncoderSpec, feature_version
@@ -91,8 +91,8 @@ class ShaIndex:
     """SHA-256 of dataset files, remembered by (path, size, mtime) so large datasets are
     hashed once."""
 
-    def __init__(self, path: Path | None = None):
-        self.path = path or app_home() / "sha_index.jsonl"
+    def __init__(self, path: Path):
+        self.path = path
         self.entries: dict[str, str] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
@@ -127,14 +127,15 @@ class ShaIndex:
 def extract_dataset(records: list[Record], encoder_ids: list[str], cache: FeatureCache | None = None,
                     face_stride: int = 1, precision: str = "fp32", ray_address: str | None = None,
                     use_ray: bool = False, threads: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> ExtractionReport:
+                    progress: Callable[[int, int], None] | None = None,
+                    sha_index: ShaIndex | None = None) -> ExtractionReport:
     """Cache features of every record for every encoder; files already cached are skipped
     (resume), files that fail are reported with their reason and the rest go on."""
     cache = cache or FeatureCache()
     job = ExtractionJob(tuple(get_spec(e) for e in dict.fromkeys(encoder_ids)), str(cache.root), face_stride,
                         precision, threads)
     report = ExtractionReport()
-    sha_index = ShaIndex(cache.root / "sha_index.jsonl")
+    sha_index = sha_index or ShaIndex(cache.root / "sha_index.jsonl")
     pending = []
     for record in records:
         (report.cached if is_cached(record.path, job, sha_index) else pending).append(record.path)

@@ -35,7 +35,8 @@ class FeatureSource:
         features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision, root,
                                         self.sha_index)
         if features is None and root is None and self.extract_missing and record.path not in self.failed:
-            report = extract_dataset([record], [encoder_id], self.cache, self.face_stride, self.precision)
+            report = extract_dataset([record], [encoder_id], self.cache, self.face_stride, self.precision,
+                                     sha_index=self.sha_index)
             self.failed.update(report.failed)
             features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision,
                                             None, self.sha_index)

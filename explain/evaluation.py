@@ -119,8 +119,10 @@ def _common(preds: list[Predictions]) -> tuple[list[str], list[np.ndarray], np.n
     """Predictions of several scorers restricted to the videos all of them scored."""
     shared = set.intersection(*(set(p.paths) for p in preds))
     order = [path for path in preds[0].paths if path in shared]
-    values = [np.array([dict(zip(p.paths, p.prediction()))[path] for path in order]) for p in preds]
-    labels = np.array([dict(zip(preds[0].paths, preds[0].labels))[path] for path in order])
+    by_path = [dict(zip(p.paths, p.prediction())) for p in preds]
+    values = [np.array([lookup[path] for path in order]) for lookup in by_path]
+    labels_by_path = dict(zip(preds[0].paths, preds[0].labels))
+    labels = np.array([labels_by_path[path] for path in order])
     return order, values, labels
 
 

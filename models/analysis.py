@@ -109,7 +109,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     clip = decode(video, options.limits)
     timings["decode"] = time.perf_counter() - start
     warnings = list(clip.warnings)
-    skipped = {s.id: "no audio track" for s in specs if s.modality in ("audio", "audio-visual") and clip.audio is None}
+    skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}
     runnable = [s for s in specs if s.id not in skipped]
     track = None
     if any(_needs_faces(s) for s in runnable):
@@ -131,10 +131,10 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     """Score `video` with every probe in `probe_ids` on the 25 Hz clock."""
     if not probe_ids:
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
+    options = options or AnalysisOptions()
     probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
-    audio = has_audio_track(video, (options or AnalysisOptions()).limits)
-    skipped = {p.id: "no audio track" for p in probes
-               if get_spec(p.encoder_id).modality in ("audio", "audio-visual") and not audio}
+    audio = has_audio_track(video, options.limits)  # from the header: refuse before decoding anything
+    skipped = {p.id: "no audio track" for p in probes if _needs_audio(get_spec(p.encoder_id)) and not audio}
     if len(skipped) == len(probes):
         raise AnalysisError("none of the chosen probes can run on this clip: "
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
@@ -157,6 +157,10 @@ def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
         inputs.face_crops
     if "lips" in modalities:
         inputs.mouth_rois
+
+
+def _needs_audio(spec) -> bool:
+    return spec.modality in ("audio", "audio-visual")
 
 
 def _needs_faces(spec) -> bool:

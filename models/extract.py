@@ -102,6 +102,11 @@ class ShaIndex:
                 except (ValueError, KeyError):
                     continue
 
+    @classmethod
+    def for_cache(cls, cache: FeatureCache) -> "ShaIndex":
+        """The index kept beside a feature cache."""
+        return cls(cache.root / "sha_index.jsonl")
+
     @staticmethod
     def _key(path: str) -> str | None:
         try:
@@ -135,7 +140,7 @@ def extract_dataset(records: list[Record], encoder_ids: list[str], cache: Featur
     job = ExtractionJob(tuple(get_spec(e) for e in dict.fromkeys(encoder_ids)), str(cache.root), face_stride,
                         precision, threads)
     report = ExtractionReport()
-    sha_index = sha_index or ShaIndex(cache.root / "sha_index.jsonl")
+    sha_index = sha_index or ShaIndex.for_cache(cache)
     pending = []
     for record in records:
         (report.cached if is_cached(record.path, job, sha_index) else pending).append(record.path)
@@ -193,7 +198,7 @@ def load_record_features(record: Record, encoder_id: str, cache: FeatureCache | 
                 return load_feature_file(candidate, spec)
         return None
     cache = cache or FeatureCache()
-    sha = (sha_index or ShaIndex(cache.root / "sha_index.jsonl")).sha256(record.path)
+    sha = (sha_index or ShaIndex.for_cache(cache)).sha256(record.path)
     if sha is None:
         return None
     return cache.get(sha, encoder_id, feature_version(spec, precision, face_stride))

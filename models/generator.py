@@ -54,25 +54,23 @@ class Face:
 
 
 def _cut(image: np.ndarray, name: str, size: int = 192) -> Face | None:
-    from models.faces import FaceTracker
+    """The portrait around the face in `image`, with its geometry, or None without a face."""
+    from models.faces import shared_tracker
 
-    tracker = FaceTracker()
-    try:
-        found = tracker.detect(image)
-        if found is None:
-            return None
-        x0, y0, x1, y1 = found.box
-        side = 1.9 * max(x1 - x0, y1 - y0)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * side
-        matrix = np.array([[size / side, 0, size / 2 - cx * size / side], [0, size / side, size / 2 - cy * size / side]])
-        sprite = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        again = tracker.detect(sprite)
-        if again is None:
-            return None
-        return Face(name, sprite, (float(again.mouth[0]), float(again.mouth[1])), 0.5 * again.eye_distance,
-                    tuple(float(v) for v in again.box))
-    finally:
-        tracker.close()
+    tracker = shared_tracker()
+    found = tracker.detect(image)
+    if found is None:
+        return None
+    x0, y0, x1, y1 = found.box
+    side = 1.9 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * side
+    matrix = np.array([[size / side, 0, size / 2 - cx * size / side], [0, size / side, size / 2 - cy * size / side]])
+    sprite = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    again = tracker.detect(sprite)
+    if again is None:
+        return None
+    return Face(name, sprite, (float(again.mouth[0]), float(again.mouth[1])), 0.5 * again.eye_distance,
+                tuple(float(v) for v in again.box))
 
 
 @lru_cache(maxsize=1)

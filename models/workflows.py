@@ -23,7 +23,7 @@ class FeatureSource:
                  extract_missing: bool = True):
         self.cache = cache or FeatureCache()
         self.face_stride, self.precision, self.extract_missing = face_stride, precision, extract_missing
-        self.sha_index = ShaIndex(self.cache.root / "sha_index.jsonl")
+        self.sha_index = ShaIndex.for_cache(self.cache)
         self.features_roots: dict[str, Path | None] = {}
         self.failed: dict[str, str] = {}
 

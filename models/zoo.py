@@ -11,6 +11,7 @@ from pathlib import Path
 from models.cache import app_home, atomic_write
 from models.encoders import get_spec, list_encoders
 from models.errors import AnalysisError
+from models.media import file_sha256
 from models.probes import LinearProbe, load_lightning_checkpoint, load_probe_file, random_probe
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "probes"
@@ -56,13 +57,8 @@ def user_probe_dir() -> Path:
     return app_home() / "probes" / "user"
 
 
-def sha256_of(path: Path) -> str:
-    from models.media import file_sha256
-    return file_sha256(path)
-
-
 def verify_sha256(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise AnalysisError(f"SHA-256 mismatch: expected {expected[:16]}…, got {actual[:16]}…; the file is "
                             "damaged or not the released one, so it was refused.", path=path,

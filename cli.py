@@ -191,6 +191,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from models.pretext import PretextConfig, pretrain
+
+    def report(step: int, total: int, loss: float) -> None:
+        if step % 50 == 0 or step == total:
+            print(f"step {step:5d}/{total}  loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    config = PretextConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    path = pretrain(args.encoder, args.data, args.out, config, args.utterances, progress=report)
+    print(f"wrote {path} and {path.with_suffix('.safetensors')}: {json.loads(path.read_text())['metrics']}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from models.generator import generate
 
@@ -287,6 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True)
     evaluate.set_defaults(run=cmd_evaluate)
 
+    pretrain = commands.add_parser("pretrain", help="self-supervised pretraining of this project's own encoders")
+    pretrain.add_argument("encoder", help="selfblend-vit-t16 (face crops) or selfsplice-gru (speech)")
+    pretrain.add_argument("--data", help="dataset description whose train/val videos give the real face crops")
+    pretrain.add_argument("--out", default="assets/encoders", help="folder for the weights and card")
+    pretrain.add_argument("--steps", type=int, default=1500)
+    pretrain.add_argument("--batch-size", type=int, default=32)
+    pretrain.add_argument("--lr", type=float, default=5e-4)
+    pretrain.add_argument("--seed", type=int, default=7)
+    pretrain.add_argument("--utterances", type=int, default=600, help="speech pretraining: utterances to synthesise")
+    pretrain.set_defaults(run=cmd_pretrain)
     generate = commands.add_parser("generate", help="synthetic talking-face clips with known manipulations")
     generate.add_argument("--n", type=int, required=True, help="number of clips")
     generate.add_argument("--seed", type=int, required=True)

@@ -15,7 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explain.figures import log_mel, temporal_figure  # noqa: E402
+from explain.figures import temporal_figure  # noqa: E402
+from models.media import log_mel  # noqa: E402
 from explain.temporal import explain_scores  # noqa: E402
 from models.probes import ProbeScores, fuse, logsumexp, sigmoid  # noqa: E402
 from models.synthetic import speech_like_audio  # noqa: E402

@@ -16,21 +16,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.gridspec import GridSpecFromSubplotSpec  # noqa: E402
 
 from explain.temporal import TemporalExplanation  # noqa: E402
-from models.timing import MEL_HOP, MEL_N_FFT, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
+from models.media import log_mel  # noqa: E402
+from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
 
 MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "frame": "#138d90",
                     "audio-visual": "#e67e22", "fusion": "#222222"}
 TRUE_COLOUR = "#d62728"
 ZOOM_HALF_WIDTH_S = 0.5
-
-
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """(N_MELS × frames) log-mel power spectrogram in dB, hop 10 ms."""
-    import librosa
-
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_N_FFT,
-                                         hop_length=MEL_HOP, n_mels=N_MELS, center=True)
-    return librosa.power_to_db(mel, ref=np.max, top_db=80.0)
 
 
 def mel_extent(n_frames: int) -> tuple[float, float, float, float]:

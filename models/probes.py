@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.errors import AnalysisError
 
@@ -78,12 +79,17 @@ class LinearProbe:
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise AnalysisError(f"probe {self.id} takes (steps × {self.dim}) features, got {features.shape}.")
-        norms = np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        x = features / norms
+        return self.torch_logits(torch.from_numpy(features)).numpy()
+
+    def torch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The same head as a differentiable function of (N × D) features (Grad-CAM), in their dtype."""
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(array)).to(features.dtype)
+
+        x = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if self.projection is not None:
-            matrix, offset = self.projection
-            x = np.maximum(x @ matrix.astype(np.float64).T + offset.astype(np.float64), 0.0)
-        return x @ self.weight.astype(np.float64) + float(self.bias)
+            x = torch.relu(x @ tensor(self.projection[0]).T + tensor(self.projection[1]))
+        return x @ tensor(self.weight) + float(self.bias)
 
     def score(self, features: np.ndarray) -> ProbeScores:
         logits = self.step_logits(features)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from explain.figures import log_mel, mel_extent, save_figure, temporal_figure
+from explain.figures import mel_extent, save_figure, temporal_figure
+from models.media import log_mel
 from explain.temporal import (TemporalExplanation, explain_scores, explain_temporal, leading_silence_share,
                               localisation_metrics, predicted_segments, read_truth, segment_iou, speech_onset_step,
                               step_labels, top_peaks)

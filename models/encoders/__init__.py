@@ -69,6 +69,20 @@ _PACKAGE_ENCODERS = [
 ]
 
 
+_PROJECT_ENCODERS = [
+    EncoderSpec("selfblend-vit-t16", "selfblend", "face", "project", 192, "selfblend-vit-t16.safetensors",
+                {"img_size": 160, "patch_size": 16, "embed_dim": 192, "depth": 4, "num_heads": 3},
+                download="ships in assets/encoders (3.6 MB)", licence="CC BY-NC-SA 4.0 (this project)",
+                description="ViT-T/16 at 160 px pretrained here on real face crops to find self-blended "
+                            "regions; mean patch token of the face crop (offline, synthetic-data knowledge)"),
+    EncoderSpec("selfsplice-gru", "selfsplice", "audio", "project", 128, "selfsplice-gru.safetensors",
+                {"width": 128, "hidden": 64}, download="ships in assets/encoders (0.5 MB)",
+                licence="CC BY-NC-SA 4.0 (this project)",
+                description="conv + BiGRU over the log-mel spectrogram, pretrained here on real speech to find "
+                            "self-spliced steps; GRU state per step (offline, synthetic-data knowledge)"),
+]
+
+
 def _random_twin(spec: EncoderSpec) -> EncoderSpec:
     return replace(spec, id=f"random-{spec.id}", source="random", weights=None, download="",
                    description=f"{spec.description} — random init, seed 0, no pretraining (offline baseline)")
@@ -92,7 +106,7 @@ def unregister_encoder(encoder_id: str) -> None:
     _instances.clear()
 
 
-for _spec in _HUB_ENCODERS:
+for _spec in _HUB_ENCODERS + _PROJECT_ENCODERS:
     register_encoder(_spec)
     register_encoder(_random_twin(_spec))
 for _spec in _EXTERNAL_ENCODERS + _PACKAGE_ENCODERS:
@@ -125,6 +139,12 @@ def _encoder_class(family: str):
     if family == "ge2e":
         from models.encoders.speaker import SpeakerEncoder
         return SpeakerEncoder
+    if family == "selfblend":
+        from models.encoders.project import SelfBlendViTEncoder
+        return SelfBlendViTEncoder
+    if family == "selfsplice":
+        from models.encoders.project import SelfSpliceEncoder
+        return SelfSpliceEncoder
     if family == "videomae":
         from models.encoders.videomae import VideoMAEEncoder
         return VideoMAEEncoder

@@ -15,7 +15,7 @@ from models.media import Clip
 
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
-SOURCES = ("hub", "random", "package", "external")
+SOURCES = ("hub", "random", "package", "project", "external")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class EncoderSpec:
     """One registry entry: what the encoder is, what it eats, where its weights come from."""
 
     id: str
-    family: str  # wav2vec2 | wavlm | hubert | clip | videomae | fsfm | avhubert | braven
+    family: str  # wav2vec2 | wavlm | hubert | clip | videomae | fsfm | avhubert | braven | ge2e | selfblend | ...
     modality: str  # one of MODALITIES
     source: str  # one of SOURCES
     dim: int  # feature width at 25 Hz (after pairing for 50 Hz audio models)

@@ -1,0 +1,140 @@
+"""Encoders this project pretrains itself, offline, with self-supervised pretext tasks on
+real (unmanipulated) material only, and ships in `assets/encoders/` (safetensors + card
+with the recipe and SHA-256). They exist because no pretrained SSL weights can be
+downloaded on offline machines; see `models/pretext.py` for how they are trained.
+
+- `selfblend-vit-t16` (face): a small timm ViT that learned where a real face crop was
+  blended with a re-rendered copy of itself (the self-blended-images idea); its feature is
+  the mean of the final-normalised patch tokens, as FSFM's.
+- `selfsplice-gru` (audio): a conv + bidirectional GRU over the clip's log-mel
+  spectrogram that learned where an utterance was spliced with speech of the same voice
+  at another pitch, speed and formant scale; its feature is the GRU state per 25 Hz step.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, fit_steps
+from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder, to_tensor
+from models.errors import AnalysisError
+from models.media import file_sha256, log_mel
+from models.timing import N_MELS
+
+ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
+MEL_FRAMES_PER_STEP = 4  # 100 Hz mel frames → 25 Hz steps
+
+
+def weights_path(spec: EncoderSpec, weights: str | None) -> Path:
+    """The weights file: an explicit path, or the bundled asset named by the entry."""
+    path = Path(weights) if weights else ASSET_DIR / f"{spec.id}.safetensors"
+    if not path.is_absolute() and not path.exists():
+        path = ASSET_DIR / path.name
+    if not path.exists():
+        raise AnalysisError(f"the weights of encoder {spec.id} are missing.", path=path,
+                            hint=f"Restore assets/encoders from the repository, or pretrain it: "
+                                 f"python cli.py pretrain {spec.id} --data DATASET.json")
+    return path
+
+
+def load_project_weights(module: nn.Module, spec: EncoderSpec, weights: str | None) -> dict:
+    """Load safetensors weights into `module` after checking them against their card's
+    SHA-256; returns the card."""
+    from safetensors.torch import load_file
+
+    path = weights_path(spec, weights)
+    card_path = path.with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as error:
+        raise AnalysisError(f"the card of encoder {spec.id} is missing or unreadable ({error}).",
+                            path=card_path) from None
+    if card.get("sha256") != file_sha256(path):
+        raise AnalysisError(f"the weights of encoder {spec.id} do not match the SHA-256 in their card; "
+                            "they were damaged or replaced, so they were refused.", path=path)
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise AnalysisError(f"the weights do not fit encoder {spec.id} (missing {missing[:2]}, "
+                            f"unexpected {unexpected[:2]}).", path=path)
+    return card
+
+
+# -- face: self-blended ViT ------------------------------------------------------------------
+
+def build_blend_vit(spec: EncoderSpec) -> nn.Module:
+    """The timm ViT of the entry's architecture, pooling patch tokens (no class head)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(spec.seed)
+    return VisionTransformer(num_classes=0, global_pool="avg", fc_norm=False, **spec.arch)
+
+
+def blend_vit_pixels(images: np.ndarray, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 crops → ImageNet-normalised (N, 3, size, size) float32 (antialiased resize)."""
+    pixels = to_tensor(images, IMAGENET_MEAN, IMAGENET_STD, torch.float32)
+    if pixels.shape[-1] != size:
+        pixels = nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False)
+    return pixels
+
+
+class SelfBlendViTEncoder(FrameEncoder):
+    """Face crops resized to the ViT's input size; feature = mean patch token."""
+
+    def __init__(self, spec: EncoderSpec, weights: str | None, precision: str = "auto"):
+        super().__init__(spec, precision)
+        self.network = build_blend_vit(spec)
+        if spec.source != "random":
+            self.card = load_project_weights(self.network, spec, weights)
+        self.network.eval().to(self.dtype).requires_grad_(False)
+
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        return blend_vit_pixels(images, self.spec.arch["img_size"]).to(self.dtype)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.network(pixels)
+
+
+# -- audio: self-spliced conv + GRU ----------------------------------------------------------
+
+class SpliceNet(nn.Module):
+    """(N, N_MELS, frames at 100 Hz) normalised log-mel → (N, steps at 25 Hz, 2·hidden)."""
+
+    def __init__(self, width: int = 128, hidden: int = 64):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv1d(N_MELS, width, 5, stride=2, padding=2), nn.GELU(),
+                                  nn.Conv1d(width, width, 5, stride=2, padding=2), nn.GELU())
+        self.gru = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.conv(mel).transpose(1, 2))[0]
+
+
+def splice_net_input(audio: np.ndarray) -> np.ndarray:
+    """(N_MELS, frames) log-mel in dB relative to the clip's peak, scaled to about unit range."""
+    return ((log_mel(audio) + 40.0) / 40.0).astype(np.float32)
+
+
+class SelfSpliceEncoder(Encoder):
+    def __init__(self, spec: EncoderSpec, weights: str | None, precision: str = "auto"):
+        super().__init__(spec, "fp32")  # a 0.2 M-parameter GRU: fp32 is fastest and exact
+        self.network = SpliceNet(**spec.arch)
+        if spec.source != "random":
+            self.card = load_project_weights(self.network, spec, weights)
+        self.network.eval().requires_grad_(False)
+
+    def torch_module(self) -> nn.Module:
+        return self.network
+
+    @torch.inference_mode()
+    def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
+        mel = torch.from_numpy(splice_net_input(inputs.audio))[None]
+        features = self.network(mel)[0].numpy()
+        if progress:
+            progress(1.0)
+        return fit_steps(features, inputs.n_steps)

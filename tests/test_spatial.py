@@ -1,0 +1,203 @@
+"""Spatial explanations: Grad-CAM on ViT token grids and CNN maps, crop geometry, sanity check."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from explain.spatial import (GradCamTarget, _attribution_layer, explain_spatial, grad_cam, gradcam_target,
+                             map_to_frame, overlay, pointing_game, randomised_network)
+from models.analysis import AnalysisOptions, analyze
+from models.encoders import EncoderSpec, get_encoder
+from models.encoders.vision import FrameEncoder
+from models.faces import CropGeometry
+from models.probes import LinearProbe, random_probe
+
+TINY_VIT = {"patch_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
+TINY_CLIP = {"embed_dim": 24, "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32,
+                                             "head_width": 16},
+             "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 16, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture()
+def tiny_encoders(register, tmp_path):
+    """Tiny random-init ViTs of both families Grad-CAM supports, registered for one test."""
+    import open_clip
+
+    (tmp_path / "tiny-clip-spatial.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(tmp_path)
+    register(EncoderSpec("tiny-fsfm-spatial", "fsfm", "face", "random", 32, None, TINY_VIT, seed=1))
+    register(EncoderSpec("tiny-clip-spatial", "clip", "face", "random", 24, None,
+                         {"model_name": "tiny-clip-spatial"}, seed=1))
+    return ["tiny-fsfm-spatial", "tiny-clip-spatial", "random-selfblend-vit-t16"]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_grad_cam_smoke_over_vit_families(tiny_encoders, face_clip, index):
+    encoder_id = tiny_encoders[index]
+    probe_id = f"random@{encoder_id}"
+    result = analyze(face_clip, [probe_id], AnalysisOptions(cache=None, precision="fp32"))
+    explanation = explain_spatial(result, probe_id, k=3)
+    assert len(explanation.heatmaps) == 3
+    height, width = result.clip.frames.shape[1:3]
+    for heatmap in explanation.heatmaps:
+        assert heatmap.crop_map.shape == (224, 224) and heatmap.frame_map.shape == (height, width)
+        assert 0.0 <= heatmap.crop_map.min() and heatmap.crop_map.max() == pytest.approx(1.0)
+        assert 0 <= heatmap.peak[0] <= 1 and 0 <= heatmap.peak[1] <= 1
+        # Grad-CAM's forward is the analysis' forward: the same step logit
+        assert heatmap.logit == pytest.approx(result.probes[probe_id].scores.logits[heatmap.step], abs=1e-4)
+    assert set(explanation.sanity) >= {"median_rank_correlation", "explains_model"}
+    assert overlay(result.clip.frames[0], explanation.heatmaps[0].frame_map).shape == (height, width, 3)
+
+
+def test_token_grid_tap_changes_nothing_and_matches_manual_grad_cam():
+    from models.encoders.vision import build_vit
+
+    torch.manual_seed(0)
+    network = build_vit(EncoderSpec("v", "fsfm", "face", "random", 32, None, TINY_VIT)).eval()
+    pixels = torch.randn(2, 3, 224, 224)
+    target = gradcam_target(network)
+    with torch.no_grad():
+        plain = network(pixels)
+        with _attribution_layer(network, target):
+            tapped = network(pixels)
+    assert torch.equal(plain, tapped)
+    assert target.layer is network.blocks[-1].norm1  # restored afterwards
+    # manual Grad-CAM: weights = token-mean gradient per channel; map = relu(Σ_c w_c A_c)
+    weight = torch.randn(32)
+    captured = {}
+    handle = target.layer.register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+    activation_input = pixels.clone().requires_grad_(True)
+    features = network(activation_input)
+    logits = (features / features.norm(dim=1, keepdim=True)) @ weight
+    handle.remove()
+    grads = torch.autograd.grad(logits.sum(), captured["a"])[0][:, 1:]
+    tokens = captured["a"][:, 1:]
+    manual = torch.relu((grads.mean(1, keepdim=True) * tokens).sum(-1)).reshape(2, 7, 7).detach().numpy()
+
+    class Fixed(FrameEncoder):
+        def __init__(self):
+            self.dtype, self.network = torch.float32, network
+
+        def preprocess(self, images):
+            return pixels
+
+        def forward(self, x):
+            return network(x)
+
+    probe = LinearProbe(weight.numpy(), 0.0, {"id": "p", "encoder": "v"})
+    maps, _ = grad_cam(Fixed(), probe, np.zeros((2, 7, 7, 3), np.uint8))  # crop size 7 = the grid
+    for got, want in zip(maps, manual):
+        assert np.allclose(got, want / want.max(), atol=1e-5)
+
+
+class RedDetector(nn.Module):
+    """A CNN whose feature is the mean 'redness' response: its Grad-CAM must find the red patch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 8, stride=8)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = 1.0 / 64  # channel 0: red minus the mean of green and blue
+            self.conv.weight[0, 1:] = -0.5 / 64
+            self.conv.bias.fill_(0.01)  # channels 1-3: small constants, so the normalised feature still varies
+            self.conv.bias[0] = 0.0
+        self.gradcam_layer = self.conv
+        self.gradcam_blocks = nn.ModuleList([self.conv])
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+
+class CnnEncoder(FrameEncoder):
+    def __init__(self):
+        self.dtype, self.network = torch.float32, RedDetector()
+
+    def preprocess(self, images):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+    def forward(self, pixels):
+        return self.network(pixels)
+
+
+@pytest.mark.parametrize("corner", [(16, 16), (180, 40), (60, 190)])
+def test_cnn_grad_cam_finds_the_evidence(corner):
+    crops = np.full((1, 224, 224, 3), 90, np.uint8)
+    x, y = corner
+    crops[0, y:y + 24, x:x + 24] = (250, 20, 20)
+    maps, logits = grad_cam(CnnEncoder(), LinearProbe(np.array([1.0, 0, 0, 0]), 0.0, {"id": "red", "encoder": "cnn"}), crops)
+    row, col = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+    assert x - 8 <= col <= x + 32 and y - 8 <= row <= y + 32
+    assert logits[0] > 0
+
+
+GEOMETRIES = {
+    "off-centre": CropGeometry(500.0, 120.0, 160.0, 0.0, 640, 360, 224),
+    "scaled-up": CropGeometry(320.0, 180.0, 448.0, 0.0, 640, 360, 224),
+    "border-clipped": CropGeometry(600.0, 30.0, 200.0, 0.0, 640, 360, 224),
+    "rotated": CropGeometry(300.0, 200.0, 224.0, 90.0, 640, 360, 224),
+}
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_crop_maximum_lands_at_the_right_frame_point(name):
+    geometry = GEOMETRIES[name]
+    col, row = 150, 60  # the maximum's crop pixel
+    crop_map = np.zeros((224, 224), np.float32)
+    crop_map[row, col] = 1.0
+    frame_map, peak = map_to_frame(crop_map, geometry)
+    scale = geometry.side / geometry.out_size
+    u, v = (col + 0.5 - 112) * scale, (row + 0.5 - 112) * scale  # offset from the crop centre, frame pixels
+    if geometry.angle == 90.0:  # crop x axis = frame −y, crop y axis = frame +x (counter-clockwise box)
+        u, v = v, -u
+    expected = ((geometry.centre_x + u) / 640, (geometry.centre_y + v) / 360)
+    assert peak[0] == pytest.approx(min(max(expected[0], 0), 1), abs=1e-9)
+    assert peak[1] == pytest.approx(min(max(expected[1], 0), 1), abs=1e-9)
+    if 0 <= expected[0] <= 1 and 0 <= expected[1] <= 1 and frame_map.max() > 0:
+        y, x = np.unravel_index(np.argmax(frame_map), frame_map.shape)
+        assert abs((x + 0.5) / 640 - expected[0]) <= 2 * scale / 640 + 1 / 640
+        assert abs((y + 0.5) / 360 - expected[1]) <= 2 * scale / 360 + 1 / 360
+
+
+def test_border_clipped_box_keeps_peak_inside_frame():
+    geometry = GEOMETRIES["border-clipped"]
+    crop_map = np.zeros((224, 224), np.float32)
+    crop_map[10, 10] = 1.0  # maps above the frame's top edge
+    _, peak = map_to_frame(crop_map, geometry)
+    assert peak[1] == 0.0
+
+
+def test_randomisation_resets_only_the_top_blocks():
+    network = get_encoder("random-selfblend-vit-t16").torch_module()
+    clone = randomised_network(network, blocks=2)
+    for name, value in network.state_dict().items():
+        changed = not torch.equal(value, clone.state_dict()[name])
+        top = name.startswith(("blocks.2.", "blocks.3."))
+        assert changed == (top and "norm" not in name and value.dim() > 1) or (top and changed), name
+
+
+def test_pointing_game():
+    assert pointing_game((0.5, 0.5), [0.4, 0.4, 0.6, 0.6])
+    assert not pointing_game((0.7, 0.5), [0.4, 0.4, 0.6, 0.6])
+
+
+def test_gradcam_target_refuses_unknown_networks():
+    from models.errors import AnalysisError
+
+    with pytest.raises(AnalysisError, match="does not know where to look"):
+        gradcam_target(nn.Linear(2, 2))
+    assert isinstance(gradcam_target(RedDetector()), GradCamTarget)
+
+
+def test_audio_probe_has_no_spatial_explanation(face_clip):
+    from models.errors import AnalysisError
+
+    probe = "random@random-selfsplice-gru"
+    result = analyze(face_clip, [probe], AnalysisOptions(cache=None))
+    with pytest.raises(AnalysisError, match="no image input"):
+        explain_spatial(result, probe)
+    assert random_probe("random-selfsplice-gru").dim == 128

@@ -1,0 +1,184 @@
+"""How well spatial explanations agree with humans and with known manipulated regions.
+
+The alignment error between a heatmap maximum h and a human click c, both in normalised
+frame coordinates (0..1, origin top-left), is kept fixed as
+
+    MAE(h, c) = (|h_x − c_x| + |h_y − c_y|) / 2
+
+(the mean absolute error over the two coordinates), averaged over clicks. Baselines put
+h at the frame centre (0.5, 0.5) or at the tracked face-box centre of that step. The
+paper's Figure 4 (left) is the MAE over the clicks whose step logit is at least a minimum
+fakeness score, as that minimum rises; (right) frames with the click and the maximum.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explain.annotations import Click
+from explain.spatial import SpatialExplanation, explain_spatial, overlay, pointing_game
+from models.analysis import AnalysisOptions, AnalysisResult, analyze
+from models.errors import AnalysisError
+from models.timing import STEP_RATE
+
+FRAME_CENTRE = (0.5, 0.5)
+
+
+def mae(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """The alignment error defined above, for one pair of points."""
+    return (abs(a[0] - b[0]) + abs(a[1] - b[1])) / 2
+
+
+def click_step(click: Click, fps: float, n_steps: int) -> int:
+    """The analysis step of a click: from its time when known, else its frame index at `fps`."""
+    seconds = click.time if click.time is not None else click.frame_index / fps
+    return int(min(max(0, np.floor(seconds * STEP_RATE + 1e-9)), n_steps - 1))
+
+
+@dataclass
+class AlignedClick:
+    video: str
+    annotator: str
+    frame_index: int
+    step: int
+    click: tuple[float, float]
+    peak: tuple[float, float]
+    face_centre: tuple[float, float]
+    logit: float
+    mae: float
+    mae_frame_centre: float
+    mae_face_centre: float
+
+
+def face_centre(result: AnalysisResult, step: int) -> tuple[float, float]:
+    x0, y0, x1, y1 = result.face_track.face_boxes[step]
+    height, width = result.clip.frames.shape[1:3]
+    return float((x0 + x1) / 2 / width), float((y0 + y1) / 2 / height)
+
+
+def align_clicks(result: AnalysisResult, probe_id: str,
+                 clicks: list[Click]) -> tuple[list[AlignedClick], SpatialExplanation | None]:
+    """For every click on this video: the heatmap maximum at its step (computed on demand)
+    and the MAE to it and to the two baselines; and the explanation (maps, sanity report)."""
+    if not clicks:
+        return [], None
+    steps = [click_step(c, result.media.fps, result.clip.n_steps) for c in clicks]
+    explanation = explain_spatial(result, probe_id, steps=sorted(set(steps)))
+    rows = []
+    for click, step in zip(clicks, steps):
+        heatmap = explanation.heatmap(step)
+        point, centre = (click.x, click.y), face_centre(result, step)
+        rows.append(AlignedClick(click.video_name, click.annotator, click.frame_index, step, point, heatmap.peak,
+                                 centre, heatmap.logit, mae(heatmap.peak, point), mae(FRAME_CENTRE, point),
+                                 mae(centre, point)))
+    return rows, explanation
+
+
+def summarise(rows: list[AlignedClick], by: str | None = None) -> dict:
+    """Mean MAE of the explanations and both baselines, over all rows or per `by`
+    ('video' or 'annotator')."""
+    if by is not None:
+        keys = sorted({getattr(r, by) for r in rows})
+        return {key: summarise([r for r in rows if getattr(r, by) == key]) for key in keys}
+    if not rows:
+        return {"clicks": 0}
+    return {"clicks": len(rows), "mae": round(float(np.mean([r.mae for r in rows])), 4),
+            "mae_frame_centre": round(float(np.mean([r.mae_frame_centre for r in rows])), 4),
+            "mae_face_centre": round(float(np.mean([r.mae_face_centre for r in rows])), 4)}
+
+
+def mae_curve(rows: list[AlignedClick]) -> list[dict]:
+    """Figure 4 (left): for each minimum step logit, the MAEs over the clicks at or above it."""
+    curve = []
+    for threshold in sorted({round(r.logit, 6) for r in rows}):
+        kept = [r for r in rows if r.logit >= threshold - 1e-9]
+        curve.append({"min_score": threshold, **summarise(kept)})
+    return curve
+
+
+def alignment_figure(result: AnalysisResult, rows: list[AlignedClick], explanation: SpatialExplanation,
+                     max_pairs: int = 4):
+    """Figure 4 in the paper's form: MAE against minimum fakeness score (left) and frames
+    with the human click (circle) and the heatmap maximum (cross) (right)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 + 2.6 * min(max_pairs, len(rows)), 3.2), layout="constrained")
+    grid = figure.add_gridspec(1, 1 + min(max_pairs, len(rows)))
+    axis = figure.add_subplot(grid[0, 0])
+    curve = mae_curve(rows)
+    scores = [c["min_score"] for c in curve]
+    for key, label, style in (("mae", "explanation", "-"), ("mae_frame_centre", "frame centre", "--"),
+                              ("mae_face_centre", "face centre", ":")):
+        axis.plot(scores, [c[key] for c in curve], style, label=label, gid=f"curve-{key}")
+    axis.set_xlabel("minimum fakeness score (step logit)")
+    axis.set_ylabel("MAE (normalised)")
+    axis.legend(fontsize=7)
+    height, width = result.clip.frames.shape[1:3]
+    for index, row in enumerate(sorted(rows, key=lambda r: -r.logit)[:max_pairs]):
+        panel = figure.add_subplot(grid[0, 1 + index])
+        frame = result.clip.frames[row.step]
+        panel.imshow(overlay(frame, explanation.heatmap(row.step).frame_map))
+        panel.plot(row.click[0] * width, row.click[1] * height, "o", mfc="none", mec="white", ms=10, mew=2,
+                   gid="human-click")
+        panel.plot(row.peak[0] * width, row.peak[1] * height, "x", color="yellow", ms=10, mew=2, gid="heatmap-peak")
+        panel.set_title(f"{row.step / STEP_RATE:.2f} s · MAE {row.mae:.3f}", fontsize=8)
+        panel.axis("off")
+    return figure
+
+
+# -- the synthetic benchmark's known regions -------------------------------------------------
+
+def random_point_hit_rate(boxes: list[list[float]]) -> float:
+    """The pointing-game score of uniformly random points: the mean area of the boxes."""
+    return float(np.mean([(min(b[2], 1) - max(b[0], 0)) * (min(b[3], 1) - max(b[1], 0)) for b in boxes]))
+
+
+def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 2,
+                      options: AnalysisOptions | None = None, progress=None) -> dict:
+    """Pointing game and MAE to the region centre, against the frame-centre baseline and
+    random points, on the visually manipulated steps of a generated split (its
+    `{split}_regions.json`), with the same after model randomisation."""
+    data = Path(data)
+    folder = data.parent if data.suffix == ".json" else data
+    regions_path = folder / f"{split}_regions.json"
+    if not regions_path.exists():
+        raise AnalysisError("no manipulated-region file for this split.", path=regions_path,
+                            hint="Spatial benchmarks need a generated set (cli.py generate).")
+    regions = json.loads(regions_path.read_text())
+    hits, random_hits, maes, centre_maes, boxes, correlations = [], [], [], [], [], []
+    for index, (name, steps) in enumerate(sorted(regions.items())):
+        result = analyze(folder / name, [probe_id], options or AnalysisOptions())
+        chosen = sorted(int(s) for s in steps)[::every]
+        explanation = explain_spatial(result, probe_id, steps=chosen)
+        correlations.append(explanation.sanity["median_rank_correlation"])
+        for heatmap in explanation.heatmaps:
+            region = steps[str(heatmap.step)]
+            hits.append(pointing_game(heatmap.peak, region["box"]))
+            random_hits.append(pointing_game(heatmap.randomised_peak, region["box"]))
+            maes.append(mae(heatmap.peak, region["centre"]))
+            centre_maes.append(mae(FRAME_CENTRE, region["centre"]))
+            boxes.append(region["box"])
+        if progress:
+            progress(index + 1, len(regions))
+    return {"probe": probe_id, "split": split, "videos": len(regions), "fake_steps": len(hits),
+            "pointing_game": round(float(np.mean(hits)), 4),
+            "pointing_game_randomised": round(float(np.mean(random_hits)), 4),
+            "pointing_game_random_points": round(random_point_hit_rate(boxes), 4),
+            "mae_to_region_centre": round(float(np.mean(maes)), 4),
+            "mae_frame_centre": round(float(np.mean(centre_maes)), 4),
+            "sanity_median_rank_correlation": round(float(np.nanmedian(correlations)), 4)}
+
+
+def write_alignment(rows: list[AlignedClick], sanity: dict, out_dir: str | Path) -> Path:
+    """alignment.json: the per-click rows, the summaries and the curve."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "alignment.json"
+    path.write_text(json.dumps({"definition": "MAE = (|hx - cx| + |hy - cy|) / 2, normalised frame coordinates",
+                                "overall": summarise(rows), "per_video": summarise(rows, "video"),
+                                "per_annotator": summarise(rows, "annotator"), "curve": mae_curve(rows),
+                                "sanity": sanity, "clicks": [asdict(r) for r in rows]}, indent=1))
+    return path

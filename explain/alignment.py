@@ -93,9 +93,9 @@ def summarise(rows: list[AlignedClick], by: str | None = None) -> dict:
 def mae_curve(rows: list[AlignedClick]) -> list[dict]:
     """Figure 4 (left): for each minimum step logit, the MAEs over the clicks at or above it."""
     curve = []
-    for threshold in sorted({round(r.logit, 6) for r in rows}):
-        kept = [r for r in rows if r.logit >= threshold - 1e-9]
-        curve.append({"min_score": threshold, **summarise(kept)})
+    for threshold in sorted({r.logit for r in rows}):
+        kept = [r for r in rows if r.logit >= threshold]
+        curve.append({"min_score": round(threshold, 6), **summarise(kept)})
     return curve
 
 

@@ -183,7 +183,7 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         timings[stage] = time.perf_counter() - start
         return features
     sha = inputs.clip.info.sha256
-    version = feature_version(spec, options.precision, options.face_stride)
+    version = feature_version(spec, options.precision, options.face_stride, options.weights.get(encoder_id))
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
     if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
         report(stage, 1.0)

@@ -305,8 +305,9 @@ def pretext_metrics(labels: np.ndarray, scores: np.ndarray, seconds: float, hist
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels, scores = labels.ravel(), scores.ravel()
-    return {"val_token_auc": round(float(roc_auc_score(labels, scores)), 4),
-            "val_token_ap": round(float(average_precision_score(labels, scores)), 4),
+    both = 0 < labels.sum() < len(labels)
+    return {"val_token_auc": round(float(roc_auc_score(labels, scores)), 4) if both else None,
+            "val_token_ap": round(float(average_precision_score(labels, scores)), 4) if both else None,
             "final_train_loss": round(float(np.mean(history[-50:])), 4), "train_seconds": round(seconds, 1)}
 
 

@@ -117,11 +117,29 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def feature_version(spec: EncoderSpec, precision: str, face_stride: int) -> str:
+def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights: str | None = None) -> str:
     """The feature-cache key part for an encoder's settings: preprocessing version, width,
-    numeric precision and face-detection stride."""
+    numeric precision, face-detection stride and, when they can change, which weights."""
     dtype = str(resolve_dtype(precision)).removeprefix("torch.")
-    return f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
+    version = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
+    tag = weights_tag(spec, weights)
+    return f"{version}-{tag}" if tag else version
+
+
+def weights_tag(spec: EncoderSpec, weights: str | None) -> str:
+    """'' for an entry's fixed weights; a short fingerprint of an override (its name, size and
+    modification time when local) or of a project encoder's bundled weights (their SHA-256)."""
+    import hashlib
+
+    if weights:
+        path = os.path.expanduser(weights)
+        stamp = f"{weights}|{os.path.getsize(path)}|{os.path.getmtime(path)}" if os.path.isfile(path) else weights
+        return "w" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    if spec.source == "project":
+        from models.encoders.project import bundled_sha256
+
+        return "w" + bundled_sha256(spec)[:12]
+    return ""
 
 
 def pair_frames(features: np.ndarray) -> np.ndarray:

@@ -41,6 +41,14 @@ def weights_path(spec: EncoderSpec, weights: str | None) -> Path:
     return path
 
 
+def bundled_sha256(spec: EncoderSpec) -> str:
+    """The SHA-256 recorded in the bundled card (part of the feature-cache key), or 'missing'."""
+    try:
+        return str(json.loads((ASSET_DIR / f"{spec.id}.json").read_text())["sha256"])
+    except (OSError, ValueError, KeyError):
+        return "missing"
+
+
 def load_project_weights(module: nn.Module, spec: EncoderSpec, weights: str | None) -> dict:
     """Load safetensors weights into `module` after checking them against their card's
     SHA-256; returns the card."""

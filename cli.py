@@ -3,6 +3,10 @@
     python cli.py analyze VIDEO --probe ID [--probe ID ...] --out DIR
     python cli.py list encoders | probes
     python cli.py probes fetch ID [--from FILE]
+    python cli.py annotations import|export|list ... [--db URL]
+    python cli.py align VIDEO --probe ID --out DIR [--db URL]
+    python cli.py spatial-eval --data DATASET.json --split test --probe ID --out DIR
+    (and extract, train, train-anomaly, evaluate, generate, pretrain: see --help)
 """
 from __future__ import annotations
 
@@ -65,7 +69,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     truth = load_truth_file(args.truth, Path(args.video).name) if args.truth else None
-    paths = write_report(result, args.out, truth)
+    paths = write_report(result, args.out, truth, spatial_steps=args.spatial_steps)
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
     if result.fusion:
@@ -75,6 +79,60 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_annotations(args: argparse.Namespace) -> int:
+    from explain.annotations import AnnotationStore, export_exddv, import_exddv
+
+    store = AnnotationStore(args.db)
+    if args.action in ("import", "export") and not args.file:
+        raise AnalysisError(f"annotations {args.action} needs a CSV file.")
+    if args.action == "import":
+        report = import_exddv(store, args.file, skip_bad=args.skip_bad)
+        print(f"imported {report.imported_clicks} clicks from {report.imported_rows} rows into {store.url}")
+        for problem in report.bad_rows:
+            print(f"skipped: {problem}")
+    elif args.action == "export":
+        path = export_exddv(store, args.file, video_name=args.video, annotator=args.annotator)
+        print(f"wrote {path}")
+    else:
+        for click in store.list(video_name=args.video, annotator=args.annotator):
+            print(f"{click.id:>6} {click.video_name:<28} frame {click.frame_index:>5}  x {click.x:.4f}  "
+                  f"y {click.y:.4f}  {click.annotator:<16} d{click.difficulty} {click.note[:40]!r}")
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from explain.alignment import align_clicks, alignment_figure, summarise, write_alignment
+    from explain.annotations import AnnotationStore
+    from explain.figures import save_figure
+    from models.analysis import AnalysisOptions, analyze
+    from models.media import file_sha256
+
+    store = AnnotationStore(args.db)
+    clicks = store.list(video_sha256=file_sha256(args.video)) or store.list(video_name=Path(args.video).name)
+    if not clicks:
+        raise AnalysisError("has no clicks in the annotation store.", path=args.video,
+                            hint="Annotate it in the app, or import an ExDDV CSV (cli.py annotations import).")
+    result = analyze(args.video, [args.probe], AnalysisOptions())
+    rows, explanation = align_clicks(result, args.probe, clicks)
+    path = write_alignment(rows, explanation.sanity, args.out)
+    png, _ = save_figure(alignment_figure(result, rows, explanation), Path(args.out) / "alignment")
+    print(json.dumps(summarise(rows)))
+    print(f"wrote {path}, {png}")
+    return 0
+
+
+def cmd_spatial_eval(args: argparse.Namespace) -> int:
+    from explain.alignment import spatial_benchmark
+
+    report = spatial_benchmark(args.data, args.split, args.probe, every=args.every, progress=_counter("explain"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spatial.json").write_text(json.dumps(report, indent=1))
+    for key, value in report.items():
+        print(f"{key:<34} {value}")
     return 0
 
 
@@ -255,7 +313,33 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--max-duration", type=float, default=600.0, help="refuse longer clips (seconds)")
     analyze.add_argument("--frame-size", type=int, default=640, help="longest side frames are kept at")
     analyze.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    analyze.add_argument("--spatial-steps", type=int, default=3,
+                         help="Grad-CAM heatmaps for the top N peaks of each face-crop probe (0: none)")
     analyze.set_defaults(run=cmd_analyze)
+
+    annotations = commands.add_parser("annotations", help="the annotation store: import/export ExDDV CSV, list")
+    annotations.add_argument("action", choices=["import", "export", "list"])
+    annotations.add_argument("file", nargs="?", help="ExDDV CSV to import from / export to")
+    annotations.add_argument("--db", help="database URL or SQLite file (default: the app home's annotations.sqlite)")
+    annotations.add_argument("--video", help="export/list: only this video name")
+    annotations.add_argument("--annotator", help="export/list: only this annotator")
+    annotations.add_argument("--skip-bad", action="store_true", help="import: store the good rows, report the bad")
+    annotations.set_defaults(run=cmd_annotations)
+
+    align = commands.add_parser("align", help="MAE between human clicks and Grad-CAM maxima for one video")
+    align.add_argument("video")
+    align.add_argument("--probe", required=True, help="a face-crop probe")
+    align.add_argument("--out", required=True, help="folder for alignment.json and alignment.png")
+    align.add_argument("--db", help="database URL or SQLite file (default: the app home's annotations.sqlite)")
+    align.set_defaults(run=cmd_align)
+
+    spatial = commands.add_parser("spatial-eval", help="pointing game and MAE on a generated set's known regions")
+    spatial.add_argument("--data", required=True, help="dataset description of a generated set")
+    spatial.add_argument("--split", default="test")
+    spatial.add_argument("--probe", required=True)
+    spatial.add_argument("--every", type=int, default=2, help="explain every N-th manipulated step")
+    spatial.add_argument("--out", required=True, help="folder for spatial.json")
+    spatial.set_defaults(run=cmd_spatial_eval)
 
     listing = commands.add_parser("list", help="list encoders or probes")
     listing.add_argument("what", choices=["encoders", "probes"])

@@ -6,10 +6,19 @@ import json
 from pathlib import Path
 
 from explain.figures import save_figure, temporal_figure
+from explain.spatial import SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal, read_truth, truth_record
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
 from models.errors import AnalysisError
+from models.probes import safe_name
+
+
+def _write_png(path: Path, image) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", image[..., ::-1])
+    path.write_bytes(encoded.tobytes())
 
 
 def load_truth_file(path: str | Path, video_name: str) -> dict:
@@ -20,23 +29,34 @@ def load_truth_file(path: str | Path, video_name: str) -> dict:
     return record
 
 
-def build_report(result: AnalysisResult, truth: dict | None = None) -> tuple[dict, list]:
-    """The report dictionary and the temporal explanations it was built from."""
+def build_report(result: AnalysisResult, truth: dict | None = None,
+                 spatial_steps: int = 3) -> tuple[dict, list, list[SpatialExplanation]]:
+    """The report dictionary and the temporal and spatial explanations it was built from
+    (Grad-CAM on the top `spatial_steps` peaks of every face-crop probe; 0 for none)."""
     if truth is None:
         truth = read_truth(result.media.path)
     explanations = explain_temporal(result, truth)
+    spatial = [explain_spatial(result, pid, k=spatial_steps) for pid in spatial_probes(result)] if spatial_steps else []
     report = result.to_dict()
     report["ground_truth"] = truth
     report["temporal"] = [e.to_dict() for e in explanations]
-    return report, explanations
+    report["spatial"] = [e.to_dict() for e in spatial]
+    return report, explanations, spatial
 
 
-def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None) -> dict[str, Path]:
-    """Write report.json and temporal.png / temporal.svg into `out_dir`; return their paths."""
+def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
+                 spatial_steps: int = 3) -> dict[str, Path]:
+    """Write report.json, temporal.png / temporal.svg and the Grad-CAM overlays
+    (heatmap_PROBE_STEP.png) into `out_dir`; return their paths."""
     out_dir = Path(out_dir)
-    report, explanations = build_report(result, truth)
+    report, explanations, spatial = build_report(result, truth, spatial_steps)
     paths = {"report": atomic_write(out_dir / "report.json",
                                     lambda tmp: tmp.write_text(json.dumps(report, indent=1, allow_nan=False)))}
+    for explanation in spatial:
+        for heatmap in explanation.heatmaps:
+            name = f"heatmap_{safe_name(explanation.probe_id)}_{heatmap.step:05d}"
+            image = overlay(result.clip.frames[heatmap.step], heatmap.frame_map)
+            paths[name] = atomic_write(out_dir / f"{name}.png", lambda tmp, image=image: _write_png(tmp, image))
     clip = result.clip
     figure = temporal_figure(explanations, audio=clip.audio if clip else None, frames=clip.frames if clip else None,
                              title=f"{result.media.name} — {result.media.duration_s:.2f} s")

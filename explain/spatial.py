@@ -198,6 +198,14 @@ class SpatialExplanation:
                 "heatmaps": [h.to_dict() for h in self.heatmaps], "sanity": self.sanity}
 
 
+def spatial_probes(result: AnalysisResult) -> list[str]:
+    """The probes of an analysis that can be explained spatially (face-crop image encoders)."""
+    from models.encoders import get_spec
+
+    return [pid for pid, r in result.probes.items()
+            if get_spec(r.encoder_id).modality == "face" and get_spec(r.encoder_id).source != "external"]
+
+
 def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder, LinearProbe]:
     """The frame encoder and probe behind one probe of an analysis, or a clear error."""
     if probe_id not in result.probes:

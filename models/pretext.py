@@ -8,9 +8,12 @@ clip of the synthetic benchmark nor any other face or voice than the training on
   re-rendered (down- and up-sampled, colour-shifted, JPEG-compressed, shifted by a few
   pixels). The ViT learns, per patch token, whether the patch was blended. Unblended crops
   get the same global degradations, so only local inconsistency is informative.
-- Self-spliced speech: an utterance of one voice has a random segment replaced by speech of
-  the same voice at another pitch and speed, sometimes formant-shifted by resampling, with
-  a short or no cross-fade. The conv + GRU learns, per 25 Hz step, whether it was spliced.
+- Spliced speech (recording consistency): an utterance has a random segment replaced by a
+  piece of another real recording of the pool (any training voice), or by its own voice
+  re-synthesised at another pitch and speed, with a short or no cross-fade. The conv + GRU
+  learns, per 25 Hz step, whether the step belongs to the recording around it. This is
+  close to the benchmark's audio manipulation (a splice of another voice), so benchmark
+  figures measure the pipeline, not how well this transfers to real deepfakes.
 """
 from __future__ import annotations
 
@@ -35,11 +38,13 @@ from models.media import decode, file_sha256
 from models.timing import SAMPLE_RATE, STEP_RATE, step_centre
 
 Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
+SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance
 PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
                  "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-patch-token target",
-    "selfsplice": "self-spliced speech: a segment of a real utterance replaced by the same voice at another pitch "
-                  "and speed (half the time formant-shifted by resampling); per-25 Hz-step target",
+    "selfsplice": "spliced speech: a segment of a real utterance replaced by a piece of another real recording "
+                  "(70 %, any training voice) or by the same voice at another pitch and speed (30 %, half the time "
+                  "formant-shifted by resampling); per-25 Hz-step target",
 }
 
 
@@ -152,23 +157,21 @@ def token_labels(masks: np.ndarray, grid: int, threshold: float = 0.3) -> np.nda
     return (pooled > threshold).reshape(n, grid * grid).astype(np.float32)
 
 
-def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The utterance with a random segment replaced by the same voice at another pitch,
-    speed (and sometimes formant scale); returns audio and the per-step 0/1 labels."""
-    from models.generator import WORDS, speech
-
-    audio, voice, speed, pitch = utterance
+def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int,
+                pool: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The utterance with a random segment replaced by a piece of another real recording
+    (from `pool`, any of the training voices) or by the same voice re-synthesised at another
+    pitch and speed (sometimes formant-shifted); returns audio and the per-step 0/1 labels."""
+    audio = utterance[0]
     n_steps = len(audio) * STEP_RATE // SAMPLE_RATE
     length = int(rng.uniform(0.4, 1.2) * SAMPLE_RATE)
     start = int(rng.uniform(0.3 * SAMPLE_RATE, max(0.31 * SAMPLE_RATE, len(audio) - length - 0.3 * SAMPLE_RATE)))
-    new_pitch = int(np.clip(pitch + rng.choice([-1, 1]) * rng.integers(6, 30), 0, 99))
-    new_speed = int(np.clip(speed + rng.choice([-1, 1]) * rng.integers(8, 40), 90, 260))
-    other = speech(" ".join(rng.choice(WORDS, size=8)), voice, new_speed, new_pitch, seed)
-    if rng.random() < 0.5:
-        import librosa
-
-        other = librosa.resample(other, orig_sr=SAMPLE_RATE, target_sr=int(SAMPLE_RATE * rng.uniform(0.85, 1.18)))
+    if pool and rng.random() < 0.7:
+        other = pool[int(rng.integers(len(pool)))][0]
+        offset = int(rng.integers(0, max(1, len(other) - length)))
+        other = other[offset:offset + length]
+    else:
+        other = resynthesised(utterance, rng, seed)
     other = np.pad(other, (0, max(0, length - len(other))))[:length] * rng.uniform(0.6, 1.5)
     fade = np.linspace(0, 1, int(rng.integers(1, 320)))
     piece = other.astype(np.float32)
@@ -178,6 +181,21 @@ def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Gene
     centres = (np.arange(n_steps) + 0.5) * SAMPLE_RATE / STEP_RATE
     labels = ((centres >= start) & (centres < start + length)).astype(np.float32)
     return out, labels
+
+
+def resynthesised(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int) -> np.ndarray:
+    """New words in the utterance's voice at another pitch and speed, half the time formant-shifted."""
+    from models.generator import WORDS, speech
+
+    _, voice, speed, pitch = utterance
+    new_pitch = int(np.clip(pitch + rng.choice([-1, 1]) * rng.integers(6, 30), 0, 99))
+    new_speed = int(np.clip(speed + rng.choice([-1, 1]) * rng.integers(8, 40), 90, 260))
+    other = speech(" ".join(rng.choice(WORDS, size=8)), voice, new_speed, new_pitch, seed)
+    if rng.random() < 0.5:
+        import librosa
+
+        other = librosa.resample(other, orig_sr=SAMPLE_RATE, target_sr=int(SAMPLE_RATE * rng.uniform(0.85, 1.18)))
+    return other
 
 
 # -- training --------------------------------------------------------------------------------
@@ -238,9 +256,10 @@ def pretrain_selfsplice(spec: EncoderSpec, train_utterances: list, val_utterance
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     started = time.time()
-    train = [example(u, rng, config, config.seed * 10_000 + i) for i, u in enumerate(train_utterances)]
+    train = [example(u, rng, config, config.seed * 10_000 + SPLICES_PER_UTTERANCE * i + k, train_utterances)
+             for i, u in enumerate(train_utterances) for k in range(SPLICES_PER_UTTERANCE)]
     val_rng = np.random.default_rng(config.seed + 1)
-    val = [example(u, val_rng, config, config.seed * 20_000 + i) for i, u in enumerate(val_utterances)]
+    val = [example(u, val_rng, config, config.seed * 20_000 + i, val_utterances) for i, u in enumerate(val_utterances)]
     optimiser = torch.optim.AdamW(list(network.parameters()) + list(head.parameters()), lr=config.lr,
                                   weight_decay=0.01)
     schedule = warmup_cosine(optimiser, config.steps)
@@ -290,10 +309,11 @@ def padded_batch(examples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.T
     return torch.from_numpy(mels), torch.from_numpy(labels), torch.from_numpy(valid)
 
 
-def example(utterance: tuple, rng: np.random.Generator, config: PretextConfig, seed: int) -> tuple:
-    """(normalised log-mel, per-step labels) of one utterance, spliced or left real."""
+def example(utterance: tuple, rng: np.random.Generator, config: PretextConfig, seed: int, pool: list) -> tuple:
+    """(normalised log-mel, per-step labels) of one utterance, spliced (from `pool` or
+    re-synthesised) or left real."""
     if rng.random() < config.blended_share:
-        audio, labels = self_splice(utterance, rng, seed)
+        audio, labels = self_splice(utterance, rng, seed, [u for u in pool if u is not utterance])
     else:
         audio = utterance[0]
         labels = np.zeros(len(audio) * STEP_RATE // SAMPLE_RATE, np.float32)

@@ -1,82 +1,432 @@
 """Gradio UI: layout and wiring only; all work is done by models/ and explain/.
 
-    python app.py            # serves on http://127.0.0.1:7860
+    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / _PORT to change)
+
+Settings by environment: AVXPLAIN_MAX_DURATION_S (default 120), AVXPLAIN_MAX_UPLOAD_MB
+(default 200), AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app
+home's annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
 """
 from __future__ import annotations
 
+import html
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import gradio as gr
+import numpy as np
 
+from explain.alignment import align_clicks, alignment_figure, summarise
+from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
 from explain.reports import write_report
+from explain.spatial import explain_spatial, overlay, spatial_probes
+from explain.temporal import top_peaks
 from models.analysis import AnalysisOptions, AnalysisResult, analyze
+from models.encoders import get_spec
 from models.errors import AnalysisError
+from models.media import Clip, MediaLimits, decode
+from models.timing import STEP_RATE
 from models.zoo import describe_probe, usable_probes
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
-DEFAULT_PROBES = ["random@random-wav2vec2-xls-r-300m"]
-STAND_IN_BANNER = ("**Offline stand-ins:** the chosen probes run on random-init encoders or untrained heads. "
-                   "Their scores show how the tool works; they are not deepfake detections.")
+DEFAULT_PROBES = ["demo/audio-selfsplice", "demo/visual-selfblend"]
+MODALITY_TITLES = {"audio": "Audio probes", "face": "Face probes", "lips": "Lip probes",
+                   "audio-visual": "Audio-visual probes", "frame": "Frame probes"}
+STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}. These probes run on encoders "
+                   "pretrained here on synthetic material or random-init, or were trained on synthetic "
+                   "manipulations. Their scores show how the tool works; they are not real-world deepfake detections.")
+GALLERY_STEPS = 3
+MARKER_COLOUR = (255, 40, 200)
 
 
-def probe_choices() -> list[tuple[str, str]]:
-    return [(describe_probe(entry), entry.id) for entry in usable_probes()]
+def settings_limits() -> MediaLimits:
+    return MediaLimits(max_duration_s=float(os.environ.get("AVXPLAIN_MAX_DURATION_S", 120)),
+                       max_file_bytes=int(float(os.environ.get("AVXPLAIN_MAX_UPLOAD_MB", 200)) * 1024**2))
 
 
-def run_analysis(video: str | None, probe_ids: list[str], progress=gr.Progress()):
+def store() -> AnnotationStore:
+    """One store per process (SQLAlchemy engines pool their connections)."""
+    global _STORE
+    if _STORE is None:
+        _STORE = AnnotationStore(os.environ.get("AVXPLAIN_ANNOTATIONS_DB"))
+    return _STORE
+
+
+_STORE: AnnotationStore | None = None
+
+
+@dataclass
+class Session:
+    """What one browser session holds between events."""
+
+    video: str | None = None
+    result: AnalysisResult | None = None
+    clip: Clip | None = None  # for annotation when no analysis ran yet
+    sha256: str | None = None
+    reports: list[str] = field(default_factory=list)
+
+    def frames_clip(self) -> Clip:
+        if self.result is not None and self.result.clip is not None:
+            return self.result.clip
+        if self.clip is None:
+            raise gr.Error("Load a video first (Analyse tab, or Load frames here).")
+        return self.clip
+
+
+def user_error(error: AnalysisError) -> gr.Error:
+    return gr.Error(html.escape(str(error)), print_exception=False)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+def probe_groups() -> dict[str, list[tuple[str, str]]]:
+    """Usable probes grouped by their encoder's modality, with a descriptive label."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for entry in usable_probes():
+        groups.setdefault(get_spec(entry.encoder).modality, []).append((describe_probe(entry), entry.id))
+    return groups
+
+
+def is_stand_in(probe_id: str) -> bool:
+    from models.zoo import load_probe
+
+    probe = load_probe(probe_id)
+    return get_spec(probe.encoder_id).source in ("random", "project", "package") or bool(
+        probe.card.get("synthetic")) or probe.card.get("source") == "random"
+
+
+def banner(*selected: list[str]) -> str:
+    names = [pid for group in selected for pid in (group or []) if is_stand_in(pid)]
+    return STAND_IN_BANNER.format(names=", ".join(names)) if names else ""
+
+
+# -- analyse ---------------------------------------------------------------------------------
+
+def run_analysis(video: str | None, session: Session | None, *groups, progress=gr.Progress()):
+    """Analyse one video with the chosen probes; the report, the figure and the heatmap gallery."""
+    session = session or Session()
+    probe_ids = [pid for group in groups for pid in (group or [])]
     if not video:
-        raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first.")
+        raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first, or pick an example.")
+    if not probe_ids:
+        raise gr.Error("Choose at least one probe.")
     try:
-        result = analyze(video, probe_ids or [], AnalysisOptions(),
-                         progress=lambda stage, fraction: progress(fraction, desc=stage))
+        options = AnalysisOptions(limits=settings_limits())
+        result = analyze(video, probe_ids, options, progress=lambda stage, f: progress(f, desc=stage))
+        progress(0.0, desc="explanations")
+        out = tempfile.mkdtemp(prefix="avxplain-report-")
+        paths = write_report(result, out, spatial_steps=GALLERY_STEPS)
     except AnalysisError as error:
-        raise gr.Error(str(error)) from None
-    paths = write_report(result, tempfile.mkdtemp(prefix="report-"))
-    return summary_markdown(result), str(paths["temporal_png"]), [str(p) for p in paths.values()]
+        raise user_error(error) from None
+    _replace_reports(session, out)
+    session.video, session.result, session.sha256 = video, result, result.media.sha256
+    gallery = [(str(p), _heatmap_caption(result, p.stem)) for k, p in paths.items() if k.startswith("heatmap_")]
+    slider = gr.Slider(minimum=0, maximum=result.media.n_steps - 1, value=_first_peak(result), step=1,
+                       interactive=True)
+    return (session, summary_markdown(result), str(paths["temporal_png"]), gallery,
+            [str(p) for p in paths.values()], slider)
+
+
+def _replace_reports(session: Session, folder: str) -> None:
+    """Keep one report folder per session: the previous one is removed."""
+    for old in session.reports:
+        shutil.rmtree(old, ignore_errors=True)
+    session.reports = [folder]
+
+
+def _first_peak(result: AnalysisResult) -> int:
+    first = next(iter(result.probes.values()))
+    return int(top_peaks(first.scores.logits, 1)[0])
+
+
+def _heatmap_caption(result: AnalysisResult, stem: str) -> str:
+    step = int(stem.rsplit("_", 1)[-1])
+    scores = [f"{pid}: p={r.scores.probabilities[step]:.2f}" for pid, r in result.probes.items()]
+    return f"{step / STEP_RATE:.2f} s (step {step}) · " + " · ".join(scores)
 
 
 def summary_markdown(result: AnalysisResult) -> str:
-    lines = []
-    if any(p.offline_encoder or p.card.get("source") == "random" for p in result.probes.values()):
-        lines.append(f"> {STAND_IN_BANNER}\n")
-    lines.append(f"**{result.media.name}** · {result.media.duration_s:.2f} s · {result.media.width}×"
-                 f"{result.media.height} · {result.media.n_steps} steps at 25 Hz\n")
-    lines.append("| probe | encoder | P(fake) | video score S |\n|---|---|---|---|")
+    lines = [f"**{html.escape(result.media.name)}** · {result.media.duration_s:.2f} s · {result.media.width}×"
+             f"{result.media.height} · {result.media.n_steps} steps at 25 Hz\n",
+             "| probe | encoder | P(fake) | video score S |\n|---|---|---|---|"]
     for probe in result.probes.values():
-        lines.append(f"| {probe.probe_id} | {probe.encoder_id} | {probe.scores.p_fake:.3f} | "
+        lines.append(f"| {probe.probe_id} | {probe.encoder_id} | **{probe.scores.p_fake:.3f}** | "
                      f"{probe.scores.video_score:+.3f} |")
     if result.fusion:
-        lines.append(f"| fusion (mean probability) | | {result.fusion.p_fake:.3f} | |")
-    lines += [f"\n- skipped {pid}: {why}" for pid, why in result.skipped.items()]
-    lines += [f"\n- warning: {w}" for w in result.warnings]
+        lines.append(f"| fusion (mean probability) | | **{result.fusion.p_fake:.3f}** | |")
+    lines += [f"\n- skipped {pid}: {html.escape(why)}" for pid, why in result.skipped.items()]
+    lines += [f"\n- warning: {html.escape(w)}" for w in result.warnings]
     return "\n".join(lines)
 
 
+def show_step(step: float, session: Session | None):
+    """The frame at one step with the Grad-CAM overlay of the first face probe and every probe's score."""
+    if session is None or session.result is None:
+        return None, ""
+    result, step = session.result, int(step)
+    frame = result.clip.frames[step]
+    lines = [f"**{step / STEP_RATE:.2f} s** (step {step})"]
+    for pid, probe in result.probes.items():
+        lines.append(f"- {pid}: s = {probe.scores.logits[step]:+.3f}, p = {probe.scores.probabilities[step]:.3f}")
+    face_probes = spatial_probes(result)
+    if face_probes:
+        try:
+            heatmap = explain_spatial(result, face_probes[0], steps=[step], sanity=False).heatmaps[0]
+        except AnalysisError as error:
+            raise user_error(error) from None
+        frame = overlay(frame, heatmap.frame_map)
+        lines.append(f"- Grad-CAM of {face_probes[0]}: maximum at ({heatmap.peak[0]:.3f}, {heatmap.peak[1]:.3f})")
+    return frame, "\n".join(lines)
+
+
+def pick_gallery(session: Session | None, evt: gr.SelectData):
+    """A click on a gallery item moves the time slider to that item's step."""
+    caption = evt.value.get("caption", "") if isinstance(evt.value, dict) else ""
+    if "(step " not in caption:
+        return gr.Slider()
+    return gr.Slider(value=int(caption.split("(step ")[1].split(")")[0]))
+
+
+# -- annotate --------------------------------------------------------------------------------
+
+def load_frames(video: str | None, session: Session | None):
+    """Decode the video for annotation (reusing the analysis when it is the same video)."""
+    session = session or Session()
+    if not video:
+        raise gr.Error("Upload or choose a video in the Analyse tab first.")
+    if session.result is None or session.video != video:
+        try:
+            session.clip = decode(video, settings_limits())
+        except AnalysisError as error:
+            raise user_error(error) from None
+        session.result, session.video, session.sha256 = None, video, session.clip.info.sha256
+    clip = session.frames_clip()
+    slider = gr.Slider(minimum=0, maximum=clip.n_steps - 1, value=0, step=1, interactive=True)
+    return session, slider
+
+
+def annotation_frame(step: float, annotator: str, session: Session | None):
+    """The frame at `step` with this video's clicks at that step drawn as markers."""
+    if session is None or session.video is None:
+        return None
+    clip = session.frames_clip()
+    step = int(min(max(step, 0), clip.n_steps - 1))
+    frame = clip.frames[step].copy()
+    height, width = frame.shape[:2]
+    for click in store().list(video_sha256=session.sha256):
+        if int(np.floor((click.time or 0) * STEP_RATE + 1e-9)) == step:
+            centre = (int(round(click.x * width)), int(round(click.y * height)))
+            cv2.circle(frame, centre, 9, MARKER_COLOUR, 2)
+            cv2.drawMarker(frame, centre, MARKER_COLOUR, cv2.MARKER_CROSS, 8, 1)
+    return frame
+
+
+def record_click(step: float, annotator: str, note: str, difficulty: str, session: Session | None,
+                 evt: gr.SelectData):
+    """A click on the frame stores a point (normalised coordinates) for this annotator."""
+    if session is None or session.video is None:
+        raise gr.Error("Load the video's frames first.")
+    clip = session.frames_clip()
+    height, width = clip.frames.shape[1:3]
+    x, y = evt.index
+    try:
+        save_click(session, int(step), x / width, y / height, annotator, note, int(difficulty))
+    except AnalysisError as error:
+        raise user_error(error) from None
+    return annotation_frame(step, annotator, session), clicks_table(annotator, session)
+
+
+def save_click(session: Session, step: int, x: float, y: float, annotator: str, note: str,
+               difficulty: int) -> Click:
+    clip = session.frames_clip()
+    time_s = step / STEP_RATE
+    click = Click(video_name=clip.info.name, frame_index=int(round(time_s * clip.info.fps)), x=float(x), y=float(y),
+                  annotator=(annotator or "").strip(), video_sha256=session.sha256, time=time_s, note=note or "",
+                  difficulty=difficulty)
+    click.id = store().add(click)
+    return click
+
+
+def clicks_table(annotator: str, session: Session | None) -> list[list]:
+    if session is None or session.sha256 is None:
+        return []
+    return [[c.id, round(c.time or 0.0, 2), c.frame_index, round(c.x, 4), round(c.y, 4), c.annotator, c.difficulty,
+             c.note] for c in store().list(video_sha256=session.sha256, annotator=(annotator or None))]
+
+
+def delete_click(click_id: float | None, annotator: str, step: float, session: Session | None):
+    if click_id is None:
+        raise gr.Error("Enter the id of one of your points to delete it.")
+    if not store().delete(int(click_id), annotator=(annotator or "").strip()):
+        raise gr.Error(f"No point {int(click_id)} of annotator {html.escape(annotator or '')} to delete.")
+    return annotation_frame(step, annotator, session), clicks_table(annotator, session)
+
+
+def export_clicks(annotator: str, session: Session | None, only_this_video: bool):
+    name = session.frames_clip().info.name if session and only_this_video and session.video else None
+    folder = tempfile.mkdtemp(prefix="avxplain-export-")
+    return str(export_exddv(store(), Path(folder) / "exddv_clicks.csv", video_name=name,
+                            annotator=(annotator or None)))
+
+
+def import_clicks(file: str | None, skip_bad: bool):
+    if not file:
+        raise gr.Error("Choose an ExDDV CSV file to import.")
+    try:
+        report = import_exddv(store(), file, skip_bad=skip_bad)
+    except AnalysisError as error:
+        raise user_error(error) from None
+    skipped = "".join(f"\n- skipped {html.escape(p)}" for p in report.bad_rows)
+    return f"Imported {report.imported_clicks} clicks from {report.imported_rows} rows.{skipped}"
+
+
+def alignment_view(session: Session | None, probe_id: str | None):
+    """MAE between this video's clicks and the Grad-CAM maxima, with its baselines."""
+    if session is None or session.result is None:
+        raise gr.Error("Analyse the video with a face probe first (Analyse tab).")
+    face_probes = spatial_probes(session.result)
+    probe_id = probe_id if probe_id in face_probes else (face_probes[0] if face_probes else None)
+    if probe_id is None:
+        raise gr.Error("None of the analysed probes works on face crops; choose one in the Analyse tab.")
+    clicks = store().list(video_sha256=session.sha256)
+    if not clicks:
+        raise gr.Error("No points for this video yet: click on the frame to add some.")
+    try:
+        rows, explanation = align_clicks(session.result, probe_id, clicks)
+    except AnalysisError as error:
+        raise user_error(error) from None
+    overall, sanity = summarise(rows), explanation.sanity
+    text = (f"**{probe_id}** on {overall['clicks']} clicks — MAE **{overall['mae']:.3f}** (frame centre "
+            f"{overall['mae_frame_centre']:.3f}, face centre {overall['mae_face_centre']:.3f}); "
+            f"MAE = (|Δx| + |Δy|) / 2 in normalised frame coordinates.\n\n"
+            f"Sanity check (top blocks randomised): median rank correlation {sanity['median_rank_correlation']}"
+            f" — {'maps depend on the model' if sanity['explains_model'] else '⚠️ maps barely change: they do not explain the model'}.")
+    return text, alignment_figure(session.result, rows, explanation)
+
+
+# -- API-only endpoints ----------------------------------------------------------------------
+
+def api_annotate(video: str, step: float, x: float, y: float, annotator: str, note: str, difficulty: float) -> dict:
+    """Store one click on `video` at `step` (normalised x, y); returns the stored click."""
+    try:
+        session = Session(video=video, clip=decode(video, settings_limits()))
+        session.sha256 = session.clip.info.sha256
+        click = save_click(session, int(step), float(x), float(y), annotator, note, int(difficulty))
+    except AnalysisError as error:
+        raise user_error(error) from None
+    return {"id": click.id, "video_sha256": click.video_sha256, "video_name": click.video_name,
+            "frame_index": click.frame_index, "time": click.time, "x": click.x, "y": click.y,
+            "annotator": click.annotator}
+
+
+def api_export(video_name: str, annotator: str) -> str:
+    """ExDDV CSV of the stored clicks (optionally one video's and/or one annotator's)."""
+    folder = tempfile.mkdtemp(prefix="avxplain-export-")
+    return str(export_exddv(store(), Path(folder) / "exddv_clicks.csv", video_name=video_name or None,
+                            annotator=annotator or None))
+
+
+# -- layout ----------------------------------------------------------------------------------
+
 def build_app() -> gr.Blocks:
+    groups = probe_groups()
+    available = {pid for choices in groups.values() for _, pid in choices}
+    defaults = [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
     with gr.Blocks(title="Audio-visual deepfake probe explorer") as app:
-        gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised "
-                    "encoders (SSR-DFD), scored on a 25 Hz clock.")
-        with gr.Row():
-            with gr.Column():
-                video = gr.Video(label="Video", sources=["upload"])
-                choices = probe_choices()
-                probes = gr.CheckboxGroup(choices=choices, label="Probes",
-                                          value=[c for c in DEFAULT_PROBES if c in {v for _, v in choices}])
-                button = gr.Button("Analyse", variant="primary")
-                if EXAMPLES:
-                    gr.Examples(EXAMPLES, inputs=[video])
-            with gr.Column():
-                summary = gr.Markdown()
-                curves = gr.Image(label="Temporal explanation: score s_t, probability sigmoid(2·s_t)",
-                                  type="filepath")
-                report = gr.File(label="Report (JSON, PNG, SVG)", file_count="multiple")
-        button.click(run_analysis, [video, probes], [summary, curves, report], api_name="analyse")
+        session = gr.State(None)
+        gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised encoders "
+                    "(SSR-DFD) on a 25 Hz clock: temporal logit curves, Grad-CAM heatmaps, human annotations.")
+        banner_box = gr.Markdown(banner(defaults), elem_id="stand-in-banner")
+        with gr.Tab("Analyse", id="analyse"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    video = gr.Video(label="Video", sources=["upload"], elem_id="video-input")
+                    checkboxes = [gr.CheckboxGroup(choices=choices, label=MODALITY_TITLES.get(modality, modality),
+                                                   value=[v for _, v in choices if v in defaults])
+                                  for modality, choices in sorted(groups.items())]
+                    analyse = gr.Button("Analyse", variant="primary", elem_id="analyse-button")
+                    if EXAMPLES:
+                        gr.Examples(EXAMPLES, inputs=[video], label="Demo clips (synthetic)")
+                with gr.Column(scale=2):
+                    summary = gr.Markdown(elem_id="summary")
+                    figure = gr.Image(label="Temporal explanation: s_t (score), sigmoid(2·s_t) (proba)",
+                                      type="filepath", elem_id="temporal-figure", interactive=False)
+                    gallery = gr.Gallery(label="Most suspicious frames with Grad-CAM", elem_id="heatmap-gallery",
+                                         columns=3, height="auto")
+                    with gr.Row():
+                        step = gr.Slider(0, 1, value=0, step=1, label="Step (1/25 s)", elem_id="time-slider")
+                    with gr.Row():
+                        step_frame = gr.Image(label="Frame at this step", interactive=False, elem_id="step-frame")
+                        step_text = gr.Markdown()
+                    files = gr.File(label="Downloads: report JSON, figures, heatmaps", file_count="multiple")
+        with gr.Tab("Annotate", id="annotate"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    annotator = gr.Textbox(label="Annotator", placeholder="your name", elem_id="annotator")
+                    note = gr.Textbox(label="Note (what looks fake)", lines=2)
+                    difficulty = gr.Radio(["1", "2", "3"], value="1", label="Difficulty (1 easy – 3 hard)")
+                    load = gr.Button("Load frames of the video", elem_id="load-frames")
+                    scrubber = gr.Slider(0, 1, value=0, step=1, label="Frame (step, 1/25 s)", elem_id="scrubber")
+                    with gr.Accordion("Delete, export, import", open=False):
+                        delete_id = gr.Number(label="Point id to delete", precision=0)
+                        delete = gr.Button("Delete my point")
+                        this_video = gr.Checkbox(value=True, label="Export this video only")
+                        export = gr.Button("Export ExDDV CSV")
+                        exported = gr.File(label="Exported clicks")
+                        upload_csv = gr.File(label="ExDDV CSV to import", file_types=[".csv"], type="filepath")
+                        skip_bad = gr.Checkbox(value=False, label="Import the good rows, skip the bad ones")
+                        import_button = gr.Button("Import")
+                        import_text = gr.Markdown()
+                with gr.Column(scale=2):
+                    frame = gr.Image(label="Click where the frame looks fake", interactive=False,
+                                     elem_id="annotation-frame")
+                    table = gr.Dataframe(headers=["id", "time (s)", "frame", "x", "y", "annotator", "difficulty",
+                                                  "note"], label="Points", interactive=False, elem_id="clicks-table")
+                    align_button = gr.Button("Compare with the heatmaps", elem_id="align-button")
+                    align_text = gr.Markdown(elem_id="alignment-summary")
+                    align_plot = gr.Plot(label="Alignment (MAE vs minimum fakeness score; clicks and maxima)")
+
+        for box in checkboxes:
+            box.change(banner, checkboxes, banner_box, api_name=False)
+        analyse.click(run_analysis, [video, session, *checkboxes], [session, summary, figure, gallery, files, step],
+                      api_name="analyse").then(show_step, [step, session], [step_frame, step_text], api_name=False)
+        step.release(show_step, [step, session], [step_frame, step_text], api_name=False)
+        gallery.select(pick_gallery, [session], [step], api_name=False).then(
+            show_step, [step, session], [step_frame, step_text], api_name=False)
+
+        load.click(load_frames, [video, session], [session, scrubber], api_name=False).then(
+            annotation_frame, [scrubber, annotator, session], frame, api_name=False).then(
+            clicks_table, [annotator, session], table, api_name=False)
+        scrubber.release(annotation_frame, [scrubber, annotator, session], frame, api_name=False)
+        frame.select(record_click, [scrubber, annotator, note, difficulty, session], [frame, table], api_name=False)
+        annotator.blur(clicks_table, [annotator, session], table, api_name=False)
+        delete.click(delete_click, [delete_id, annotator, scrubber, session], [frame, table], api_name=False)
+        export.click(export_clicks, [annotator, session, this_video], exported, api_name=False)
+        import_button.click(import_clicks, [upload_csv, skip_bad], import_text, api_name=False)
+        align_button.click(alignment_view, [session, gr.State(None)], [align_text, align_plot], api_name=False)
+
+        api_inputs = [gr.File(visible=False, type="filepath"), gr.Number(visible=False), gr.Number(visible=False),
+                      gr.Number(visible=False), gr.Textbox(visible=False), gr.Textbox(visible=False),
+                      gr.Number(visible=False)]
+        api_output = gr.JSON(visible=False)
+        gr.Button(visible=False).click(api_annotate, api_inputs, api_output, api_name="annotate")
+        export_inputs = [gr.Textbox(visible=False), gr.Textbox(visible=False)]
+        gr.Button(visible=False).click(api_export, export_inputs, gr.File(visible=False), api_name="export")
     return app
 
 
+def launch(app: gr.Blocks | None = None, **kwargs):
+    """Queue with a concurrency limit (several people can share one instance) and serve."""
+    app = app or build_app()
+    app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
+    return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                      max_file_size=f"{int(float(os.environ.get('AVXPLAIN_MAX_UPLOAD_MB', 200)))}mb",
+                      show_error=True, **kwargs)
+
+
 if __name__ == "__main__":
-    build_app().queue(default_concurrency_limit=2).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size="500mb")
+    launch()

@@ -1,0 +1,171 @@
+"""The Gradio app, launched for real: its API through gradio_client and its pages in
+headless Chromium (Debian's package, driven by Playwright)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explain.annotations import AnnotationStore
+from models.media import write_test_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "assets" / "demo"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+MAX_DURATION_S = 8
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """`python app.py` on a free loopback port with its own home and annotation database."""
+    home = tmp_path_factory.mktemp("app-home")
+    port = free_port()
+    env = {**os.environ, "AVXPLAIN_HOME": str(home), "GRADIO_SERVER_PORT": str(port),
+           "AVXPLAIN_ANNOTATIONS_DB": str(home / "clicks.sqlite"), "AVXPLAIN_MAX_DURATION_S": str(MAX_DURATION_S),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = (home / "app.log").open("w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError((home / "app.log").read_text())
+            time.sleep(0.5)
+    else:
+        process.kill()
+        raise RuntimeError("the app did not start within 180 s")
+    yield {"url": url, "db": home / "clicks.sqlite", "process": process, "home": home}
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server["url"], verbose=False)
+
+
+def analyse(client, path: Path, audio=(), face=()):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), list(audio), list(face), api_name="/analyse")
+
+
+def test_api_analyses_a_demo_clip(client):
+    summary, figure, gallery, files, slider = analyse(client, DEMO / "visual_fake.mp4",
+                                                     audio=["demo/audio-selfsplice"], face=["demo/visual-selfblend"])
+    assert "P(fake)" in summary and "demo/visual-selfblend" in summary
+    assert Path(figure).name == "temporal.png" and Path(figure).stat().st_size > 10_000
+    assert len(gallery) == 3 and all("step" in item["caption"] for item in gallery)
+    report = json.loads(Path(next(f for f in files if f.endswith("report.json"))).read_text())
+    assert set(report["probes"]) == {"demo/audio-selfsplice", "demo/visual-selfblend"}
+    assert report["media"]["n_steps"] == len(report["step_times"]) and report["fusion"]["p_fake"] is not None
+    assert report["spatial"][0]["heatmaps"][0]["peak"] and report["temporal"]
+    assert slider["maximum"] == report["media"]["n_steps"] - 1
+
+
+def test_api_annotate_and_export(client, app_server):
+    from gradio_client import handle_file
+
+    click = client.predict(handle_file(str(DEMO / "real.mp4")), 12, 0.31, 0.62, "api-user", "<i>lips</i>", 2,
+                           api_name="/annotate")
+    assert click["video_name"] == "real.mp4" and click["time"] == pytest.approx(12 / 25)
+    stored = AnnotationStore(app_server["db"]).list(annotator="api-user")
+    assert [(c.x, c.y, c.note) for c in stored] == [(0.31, 0.62, "<i>lips</i>")]
+    exported = Path(client.predict("real.mp4", "api-user", api_name="/export")).read_text()
+    assert "api-user" in exported and '"12": {"x": 0.31, "y": 0.62}' in exported
+
+
+@pytest.fixture(scope="module")
+def bad_uploads(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    text = folder / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    frames = np.full((int(25 * (MAX_DURATION_S + 2)), 48, 64, 3), 120, np.uint8)
+    long = write_test_clip(folder / "long.mp4", frames)
+    return {"text file": text, "zero-byte file": empty, "too long": long}
+
+
+@pytest.mark.parametrize("kind, message", [("text file", "not a video"), ("zero-byte file", "empty"),
+                                           ("too long", "over the limit")])
+def test_bad_uploads_give_a_readable_message_and_the_app_keeps_serving(client, bad_uploads, kind, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as caught:
+        analyse(client, bad_uploads[kind], audio=["demo/audio-selfsplice"])
+    assert message in str(caught.value) and "Traceback" not in str(caught.value)
+    summary = analyse(client, DEMO / "real.mp4", audio=["demo/audio-selfsplice"])[0]
+    assert "real.mp4" in summary
+
+
+def chromium_page(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    return browser, browser.new_page(viewport={"width": 1400, "height": 1000})
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/run_tests.sh installs it "
+                                             "when run as root)")
+def test_browser_analyse_then_annotate(app_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "docs" / "screenshots" if os.environ.get("AVXPLAIN_UPDATE_SCREENSHOTS") else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser, page = chromium_page(playwright)
+        try:
+            page.goto(app_server["url"], wait_until="networkidle")
+            page.locator("#video-input input[type=file]").set_input_files(str(DEMO / "visual_fake.mp4"))
+            page.wait_for_selector("#video-input video", timeout=60_000)
+            page.click("#analyse-button")
+            page.wait_for_selector("#temporal-figure img", timeout=240_000)
+            page.wait_for_selector("#heatmap-gallery img", timeout=60_000)
+            page.wait_for_selector("#step-frame img", timeout=60_000)
+            assert page.locator("#heatmap-gallery img").count() >= 3
+            page.screenshot(path=str(shots / "analyse.png"), full_page=True)
+
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#annotator input, #annotator textarea").first.fill("browser-user")
+            page.click("#load-frames")
+            image = page.locator("#annotation-frame img")
+            image.wait_for(timeout=60_000)
+            box = image.bounding_box()
+            page.mouse.click(box["x"] + 0.25 * box["width"], box["y"] + 0.75 * box["height"])
+            deadline = time.time() + 60
+            clicks = []
+            while time.time() < deadline and not clicks:
+                clicks = AnnotationStore(app_server["db"]).list(annotator="browser-user")
+                time.sleep(0.5)
+            assert len(clicks) == 1
+            assert abs(clicks[0].x - 0.25) <= 0.02 and abs(clicks[0].y - 0.75) <= 0.02
+            assert clicks[0].video_name == "visual_fake.mp4" and clicks[0].video_sha256
+            page.wait_for_selector("#clicks-table :text('browser-user')", timeout=30_000)
+            page.click("#align-button")
+            page.wait_for_selector("#alignment-summary :text('MAE')", timeout=120_000)
+            page.screenshot(path=str(shots / "annotate.png"), full_page=True)
+        finally:
+            browser.close()
+    assert app_server["process"].poll() is None  # still serving

@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_evaluate)
 
     pretrain = commands.add_parser("pretrain", help="self-supervised pretraining of this project's own encoders")
-    pretrain.add_argument("encoder", help="selfblend-vit-t16 (face crops) or selfsplice-gru (speech)")
+    pretrain.add_argument("encoder", help="selfblend-cnn (face crops) or selfsplice-gru (speech)")
     pretrain.add_argument("--data", help="dataset description whose train/val videos give the real face crops")
     pretrain.add_argument("--out", default="assets/encoders", help="folder for the weights and card")
     pretrain.add_argument("--steps", type=int, default=1500)

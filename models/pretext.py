@@ -6,7 +6,7 @@ clip of the synthetic benchmark nor any other face or voice than the training on
 - Self-blended faces (after Shiohara & Yamasaki, CVPR 2022): a real face crop is blended,
   inside a random feathered ellipse anywhere on the crop, with a copy of itself that was
   re-rendered (down- and up-sampled, colour-shifted, JPEG-compressed, shifted by a few
-  pixels). The ViT learns, per patch token, whether the patch was blended. Unblended crops
+  pixels). The CNN learns, per cell of its last map, whether the cell was blended. Unblended crops
   get the same global degradations, so only local inconsistency is informative.
 - Spliced speech (recording consistency): an utterance has a random segment replaced by a
   piece of another real recording of the pool (any training voice), or by its own voice
@@ -31,7 +31,7 @@ from torch import nn
 from models.datasets import load_dataset_spec
 from models.encoders import get_spec
 from models.encoders.base import ClipInputs, EncoderSpec
-from models.encoders.project import SpliceNet, blend_vit_pixels, build_blend_vit, splice_net_input
+from models.encoders.project import BlendCNN, SpliceNet, crop_pixels, splice_net_input
 from models.errors import AnalysisError
 from models.faces import track_faces
 from models.media import decode, file_sha256
@@ -41,7 +41,7 @@ Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
 SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance
 PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
-                 "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-patch-token target",
+                 "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-cell target on the last map",
     "selfsplice": "spliced speech: a segment of a real utterance replaced by a piece of another real recording "
                   "(70 %, any training voice) or by the same voice at another pitch and speed (30 %, half the time "
                   "formant-shifted by resampling); per-25 Hz-step target",
@@ -150,6 +150,15 @@ def degrade_globally(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(crop)
 
 
+def recompress(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What the video codec does to every crop afterwards: sometimes a mild blur, often JPEG."""
+    if rng.random() < 0.3:
+        crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, 1.0))
+    if rng.random() < 0.5:
+        crop = jpeg(crop, int(rng.integers(50, 95)))
+    return np.ascontiguousarray(crop)
+
+
 def token_labels(masks: np.ndarray, grid: int, threshold: float = 0.3) -> np.ndarray:
     """(N, H, W) blend weights → (N, grid²) 0/1 patch labels (mean weight above threshold)."""
     n, height, width = masks.shape
@@ -202,37 +211,38 @@ def resynthesised(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Ge
 
 def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np.ndarray,
                        config: PretextConfig, progress: Progress = None) -> tuple[nn.Module, dict]:
-    """Train the ViT and a per-token head on self-blended crops; returns the ViT and metrics."""
-    network = build_blend_vit(spec)
-    head = nn.Linear(spec.arch["embed_dim"], 1)
-    grid = spec.arch["img_size"] // spec.arch["patch_size"]
+    """Train the CNN and a per-cell head (1×1 conv on its last map) on self-blended crops;
+    returns the CNN and metrics."""
+    network = BlendCNN(tuple(spec.arch["widths"]))
+    head = nn.Conv2d(spec.arch["widths"][-1], 1, 1)
+    size = spec.arch["input_size"]
+    grid = size // 8  # three stride-2 stages
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     optimiser = torch.optim.AdamW(list(network.parameters()) + list(head.parameters()), lr=config.lr,
-                                  weight_decay=0.05)
+                                  weight_decay=0.01)
     schedule = warmup_cosine(optimiser, config.steps)
 
-    def token_logits(images: np.ndarray) -> torch.Tensor:
-        tokens = network.forward_features(blend_vit_pixels(images, spec.arch["img_size"]))[:, network.num_prefix_tokens:]
-        return head(tokens).squeeze(-1)
+    def cell_logits(images: np.ndarray) -> torch.Tensor:
+        return head(network.feature_map(crop_pixels(images, size))).flatten(1)
 
-    def batch(crops: np.ndarray, size: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def batch(crops: np.ndarray, count: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         images, masks = [], []
-        for index in generator.integers(len(crops), size=size):
+        for index in generator.integers(len(crops), size=count):
             crop = degrade_globally(crops[index], generator)
             if generator.random() < config.blended_share:
                 crop, mask = self_blend(crop, generator)
             else:
                 mask = np.zeros(crop.shape[:2], np.float32)
-            images.append(crop)
-            masks.append(cv2.resize(mask, (grid * 16, grid * 16), interpolation=cv2.INTER_AREA))
+            images.append(recompress(crop, generator))
+            masks.append(mask)
         return np.stack(images), token_labels(np.stack(masks), grid)
 
     started, history = time.time(), []
     network.train()
     for step in range(config.steps):
         images, labels = batch(train_crops, config.batch_size, rng)
-        loss = nn.functional.binary_cross_entropy_with_logits(token_logits(images), torch.from_numpy(labels))
+        loss = nn.functional.binary_cross_entropy_with_logits(cell_logits(images), torch.from_numpy(labels))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -243,7 +253,7 @@ def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np
     network.eval()
     val_images, val_labels = batch(val_crops, 256, np.random.default_rng(config.seed + 1))
     with torch.no_grad():
-        scores = torch.cat([token_logits(val_images[i:i + 32]) for i in range(0, len(val_images), 32)]).numpy()
+        scores = torch.cat([cell_logits(val_images[i:i + 32]) for i in range(0, len(val_images), 32)]).numpy()
     metrics = pretext_metrics(val_labels, scores, time.time() - started, history)
     return network, metrics
 
@@ -355,7 +365,7 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
     spec = get_spec(encoder_id)
     if spec.source != "project":
         raise AnalysisError(f"{encoder_id} is not one of this project's own encoders.",
-                            hint="Pretrain selfblend-vit-t16 or selfsplice-gru.")
+                            hint="Pretrain selfblend-cnn or selfsplice-gru.")
     if spec.family == "selfblend":
         train, val = real_face_crops(data, "train"), real_face_crops(data, "val", every=9)
         network, metrics = pretrain_selfblend(spec, train, val, config, progress)

@@ -10,7 +10,7 @@ from explain.alignment import (align_clicks, alignment_figure, click_step, mae, 
 from explain.annotations import Click
 from models.analysis import AnalysisOptions, analyze
 
-PROBE = "random@random-selfblend-vit-t16"
+PROBE = "random@random-selfblend-cnn"
 
 
 def test_mae_definition():

@@ -15,7 +15,7 @@ from models.pretext import (PretextConfig, padded_batch, pretrain_selfblend, pre
                             save_project_encoder, self_blend, self_splice, token_labels)
 from models.timing import SAMPLE_RATE, STEP_RATE
 
-TINY_BLEND = {"img_size": 64, "patch_size": 16, "embed_dim": 16, "depth": 2, "num_heads": 2}
+TINY_BLEND = {"input_size": 32, "widths": [8, 8, 8, 16]}
 
 
 def test_self_blend_changes_only_the_masked_region():
@@ -58,7 +58,7 @@ def test_padded_batch_masks_padding():
 
 
 def test_pretrained_vit_saves_and_loads_through_the_registry(register, tmp_path):
-    spec = register(replace(get_spec("selfblend-vit-t16"), id="tiny-blend", arch=TINY_BLEND, dim=16))
+    spec = register(replace(get_spec("selfblend-cnn"), id="tiny-blend", arch=TINY_BLEND, dim=16))
     crops = (np.random.default_rng(0).random((12, 224, 224, 3)) * 255).astype(np.uint8)
     network, metrics = pretrain_selfblend(spec, crops, crops, PretextConfig(steps=3, batch_size=4))
     assert 0 <= metrics["val_token_auc"] <= 1
@@ -92,7 +92,7 @@ def test_splice_net_trains_and_encodes_at_25_hz(register, tmp_path, face_clip):
 
 
 def test_missing_project_weights_say_how_to_get_them(register):
-    register(replace(get_spec("selfblend-vit-t16"), id="absent-blend", weights="absent-blend.safetensors"))
+    register(replace(get_spec("selfblend-cnn"), id="absent-blend", weights="absent-blend.safetensors"))
     with pytest.raises(AnalysisError, match="pretrain absent-blend"):
         create_encoder("absent-blend")
 

@@ -70,11 +70,11 @@ _PACKAGE_ENCODERS = [
 
 
 _PROJECT_ENCODERS = [
-    EncoderSpec("selfblend-vit-t16", "selfblend", "face", "project", 192, "selfblend-vit-t16.safetensors",
-                {"img_size": 160, "patch_size": 16, "embed_dim": 192, "depth": 4, "num_heads": 3},
-                download="ships in assets/encoders (3.6 MB)", licence="CC BY-NC-SA 4.0 (this project)",
-                description="ViT-T/16 at 160 px pretrained here on real face crops to find self-blended "
-                            "regions; mean patch token of the face crop (offline, synthetic-data knowledge)"),
+    EncoderSpec("selfblend-cnn", "selfblend", "face", "project", 128, "selfblend-cnn.safetensors",
+                {"input_size": 112, "widths": [32, 64, 128, 128]}, download="ships in assets/encoders (0.8 MB)",
+                licence="CC BY-NC-SA 4.0 (this project)",
+                description="4-stage CNN on the 112 px face crop, pretrained here on real face crops to find "
+                            "self-blended regions; mean of its last 14×14 map (offline, synthetic-data knowledge)"),
     EncoderSpec("selfsplice-gru", "selfsplice", "audio", "project", 128, "selfsplice-gru.safetensors",
                 {"width": 128, "hidden": 64}, download="ships in assets/encoders (0.5 MB)",
                 licence="CC BY-NC-SA 4.0 (this project)",
@@ -140,8 +140,8 @@ def _encoder_class(family: str):
         from models.encoders.speaker import SpeakerEncoder
         return SpeakerEncoder
     if family == "selfblend":
-        from models.encoders.project import SelfBlendViTEncoder
-        return SelfBlendViTEncoder
+        from models.encoders.project import SelfBlendEncoder
+        return SelfBlendEncoder
     if family == "selfsplice":
         from models.encoders.project import SelfSpliceEncoder
         return SelfSpliceEncoder

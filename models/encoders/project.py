@@ -3,9 +3,9 @@ real (unmanipulated) material only, and ships in `assets/encoders/` (safetensors
 with the recipe and SHA-256). They exist because no pretrained SSL weights can be
 downloaded on offline machines; see `models/pretext.py` for how they are trained.
 
-- `selfblend-vit-t16` (face): a small timm ViT that learned where a real face crop was
-  blended with a re-rendered copy of itself (the self-blended-images idea); its feature is
-  the mean of the final-normalised patch tokens, as FSFM's.
+- `selfblend-cnn` (face): a small CNN that learned where a real face crop was blended with
+  a re-rendered copy of itself (the self-blended-images idea); its feature is the mean of
+  its last 14 × 14 feature map, where Grad-CAM looks.
 - `selfsplice-gru` (audio): a conv + bidirectional GRU over the clip's log-mel
   spectrogram that learned where an utterance was spliced with speech of the same voice
   at another pitch, speed and formant scale; its feature is the GRU state per 25 Hz step.
@@ -72,17 +72,39 @@ def load_project_weights(module: nn.Module, spec: EncoderSpec, weights: str | No
     return card
 
 
-# -- face: self-blended ViT ------------------------------------------------------------------
+# -- face: self-blended CNN -----------------------------------------------------------------
 
-def build_blend_vit(spec: EncoderSpec) -> nn.Module:
-    """The timm ViT of the entry's architecture, pooling patch tokens (no class head)."""
-    from timm.models.vision_transformer import VisionTransformer
+class BlendCNN(nn.Module):
+    """Four conv stages (stride 2, 2, 2, 1; GroupNorm, GELU) from a 112 px crop to a 14 × 14
+    map; the feature is the map's spatial mean. Grad-CAM looks at the last stage."""
 
-    torch.manual_seed(spec.seed)
-    return VisionTransformer(num_classes=0, global_pool="avg", fc_norm=False, **spec.arch)
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 128)):
+        super().__init__()
+        stages, channels = [], 3
+        for index, width in enumerate(widths):
+            layers = [nn.Conv2d(channels, width, 3, 2 if index < 3 else 1, 1), nn.GroupNorm(8, width), nn.GELU()]
+            if index > 0:
+                layers += [nn.Conv2d(width, width, 3, 1, 1), nn.GroupNorm(8, width), nn.GELU()]
+            stages.append(nn.Sequential(*layers))
+            channels = width
+        self.stages = nn.Sequential(*stages)
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.stages[-1]
+
+    @property
+    def gradcam_blocks(self) -> nn.Sequential:
+        return self.stages
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.stages(pixels)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(pixels).mean((2, 3))
 
 
-def blend_vit_pixels(images: np.ndarray, size: int) -> torch.Tensor:
+def crop_pixels(images: np.ndarray, size: int) -> torch.Tensor:
     """(N, H, W, 3) uint8 crops → ImageNet-normalised (N, 3, size, size) float32 (antialiased resize)."""
     pixels = to_tensor(images, IMAGENET_MEAN, IMAGENET_STD, torch.float32)
     if pixels.shape[-1] != size:
@@ -91,18 +113,19 @@ def blend_vit_pixels(images: np.ndarray, size: int) -> torch.Tensor:
     return pixels
 
 
-class SelfBlendViTEncoder(FrameEncoder):
-    """Face crops resized to the ViT's input size; feature = mean patch token."""
+class SelfBlendEncoder(FrameEncoder):
+    """Face crops resized to the network's input size; feature = mean of the last conv map."""
 
     def __init__(self, spec: EncoderSpec, weights: str | None, precision: str = "auto"):
-        super().__init__(spec, precision)
-        self.network = build_blend_vit(spec)
+        super().__init__(spec, "fp32")  # a 0.4 M-parameter CNN: fp32 is fast and exact
+        torch.manual_seed(spec.seed)
+        self.network = BlendCNN(tuple(spec.arch["widths"]))
         if spec.source != "random":
             self.card = load_project_weights(self.network, spec, weights)
-        self.network.eval().to(self.dtype).requires_grad_(False)
+        self.network.eval().requires_grad_(False)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
-        return blend_vit_pixels(images, self.spec.arch["img_size"]).to(self.dtype)
+        return crop_pixels(images, self.spec.arch["input_size"])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.network(pixels)

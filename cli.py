@@ -234,6 +234,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.workflows import evaluate
 
     report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args), args.target)
+    if args.into_card:
+        from models.workflows import record_in_cards
+
+        for card in record_in_cards(args.probe, report):
+            print(f"recorded the test figures in {card}")
     sets = report["test_sets"]
     print(f"{'AUC %':<40}{'train set':<16}" + "".join(f"{name:>14}" for name in sets))
     for scorer, row in report["matrix"].items():
@@ -381,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--probe", action="append", required=True,
                           help="probe id, probe card or anomaly-scorer card (repeat for several)")
     evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--into-card", action="store_true",
+                          help="write the measured figures into the probe cards (NAME.json) given with --probe")
     evaluate.add_argument("--out", required=True)
     evaluate.set_defaults(run=cmd_evaluate)
 

@@ -99,7 +99,8 @@ def evaluate(scorers: list[Scorer], test_sets: dict[str, list[Record]], features
                  "missing_features": len(pred.missing)}
         with_truth = [(s, y) for s, y in zip(pred.step_logits, pred.step_truth) if y is not None]
         fake_with_truth = [(s, y) for s, y in with_truth if y.any()]
-        entry["localisation"] = (localisation_metrics([s for s, _ in with_truth], [y for _, y in with_truth])
+        # frame-level localisation on the fake clips of the target modality (real clips have no segments)
+        entry["localisation"] = (localisation_metrics([s for s, _ in fake_with_truth], [y for _, y in fake_with_truth])
                                  if fake_with_truth else None)
         results.append(entry)
     matrix = {s.id: {"train_set": train_set_of(s), **{name: _auc(results, s.id, name) for name in test_sets}}

@@ -1,6 +1,7 @@
 """Research workflows over datasets (extract → train → evaluate), shared by the CLI and tests."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -99,6 +100,8 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
                                                   sum(1 for _, y, _ in train_set if y == 1)],
                               "attribution": attribution, "target": target},
             "synthetic": bool(spec.name.startswith("synthetic"))}
+    if card["synthetic"]:
+        card["warning"] = SYNTHETIC_WARNING
     probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
                                 classes, progress)
     from explain.evaluation import video_metrics
@@ -125,6 +128,29 @@ def load_scorer_ref(ref: str):
 
             return load_scorer(path)
     return load_probe(ref)
+
+
+SYNTHETIC_WARNING = "trained on synthetic manipulations; not a real-world detector"
+
+
+def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:
+    """Add a probe's measured test figures (video AUC/AP, localisation) to its card file,
+    so the card states what was measured; only cards given as files are changed."""
+    from models.cache import atomic_write
+
+    written = []
+    for ref in scorer_refs:
+        path = Path(ref)
+        if path.suffix != ".json" or not path.exists():
+            raise AnalysisError("--into-card needs probe cards given as NAME.json files.", path=ref)
+        card = json.loads(path.read_text())
+        results = [r for r in report["results"] if r["scorer"] == card["id"]]
+        if not results:
+            continue
+        card.setdefault("metrics", {})["test"] = results
+        atomic_write(path, lambda tmp, card=card: tmp.write_text(json.dumps(card, indent=1)))
+        written.append(path)
+    return written
 
 
 def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split: str = "test",

@@ -15,7 +15,7 @@ from models.encoders import register_encoder, unregister_encoder
 from models.encoders.base import EncoderSpec
 from models.extract import extract_dataset
 from models.training import TrainConfig
-from models.workflows import FeatureSource, evaluate, train, train_anomaly
+from models.workflows import FeatureSource, evaluate, record_in_cards, train, train_anomaly
 from tests.builders import write_av1m_dataset
 from tests.test_encoders import TINY_AUDIO, TINY_VIT
 
@@ -67,6 +67,8 @@ def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, 
     assert main["auc"] >= 0.95, main
     assert main["videos"] == 30 and main["missing_features"] == 0
     assert main["localisation"]["pooled"]["steps"] == 1500 and main["localisation"]["per_video"]["videos"] == 15
+    assert record_in_cards([str(probe_card)], report) == [probe_card]
+    assert json.loads(probe_card.read_text())["metrics"]["test"][0]["auc"] == main["auc"]
     assert set(report["matrix"]) == {probe.id, triplet.id, "user/toy-next-step-" + AUDIO_ENCODER,
                                      "user/toy-av-sync-tiny-wav2vec2"}
     assert report["matrix"][probe.id]["train_set"] == "toy" and report["matrix"][probe.id]["toy"] == main["auc"]

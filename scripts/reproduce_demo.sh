@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Rebuild the bundled demo encoders and probes and measure them, in one go:
+#   generate the synthetic sets → pretrain the two project encoders → extract features →
+#   train the demo probes → evaluate on held-out faces and voices → spatial pointing game.
+# Writes assets/encoders/*, assets/probes/*, docs/demo/*; takes about an hour on 2 CPU cores.
+# Usage: bash scripts/reproduce_demo.sh [WORK_DIR]   (default data/demo-build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-data/demo-build}
+export AVXPLAIN_HOME="$WORK/home"
+python cli.py generate --n 160 --seed 101 --out "$WORK/set" --split train
+python cli.py generate --n 40 --seed 202 --out "$WORK/set" --split val
+python cli.py generate --n 80 --seed 303 --out "$WORK/test" --split test --faces heldout
+python cli.py pretrain selfsplice-gru --out assets/encoders --steps 2000 --utterances 800
+python cli.py pretrain selfblend-cnn --data "$WORK/set/dataset.json" --out assets/encoders --steps 1500 --lr 2e-3
+python cli.py extract --data "$WORK/set/dataset.json" --split train --split val \
+  --encoder selfsplice-gru --encoder selfblend-cnn
+python cli.py extract --data "$WORK/test/dataset.json" --split test --encoder selfsplice-gru --encoder selfblend-cnn
+python cli.py train --data "$WORK/set/dataset.json" --encoder selfsplice-gru --target audio \
+  --out assets/probes --name demo/audio-selfsplice --lr 1e-2 --epochs 300 --patience 30
+python cli.py train --data "$WORK/set/dataset.json" --encoder selfblend-cnn --target visual \
+  --out assets/probes --name demo/visual-selfblend --lr 1e-2 --epochs 300 --patience 30
+python cli.py evaluate --probe assets/probes/demo_audio-selfsplice.json --data "$WORK/test/dataset.json" \
+  --target audio --out docs/demo/audio --into-card
+python cli.py evaluate --probe assets/probes/demo_visual-selfblend.json --data "$WORK/test/dataset.json" \
+  --target visual --out docs/demo/visual --into-card
+python cli.py spatial-eval --data "$WORK/test/dataset.json" --split test --probe demo/visual-selfblend \
+  --out docs/demo/spatial

@@ -423,7 +423,8 @@ def launch(app: gr.Blocks | None = None, **kwargs):
     """Queue with a concurrency limit (several people can share one instance) and serve."""
     app = app or build_app()
     app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
-    return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+    on_space = bool(os.environ.get("SPACE_ID"))  # Hugging Face Spaces set it; their proxy needs 0.0.0.0
+    return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),
                       max_file_size=f"{int(float(os.environ.get('AVXPLAIN_MAX_UPLOAD_MB', 200)))}mb",
                       show_error=True, **kwargs)
 

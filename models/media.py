@@ -335,7 +335,7 @@ def write_test_clip(path: str | Path, frames: np.ndarray, *, fps: float | Fracti
         audio_stream = None
         if audio is not None:
             audio = np.atleast_2d(np.asarray(audio, np.float32))
-            layout = {1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}c")
+            layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(audio.shape[0], f"{audio.shape[0]}c")
             audio_stream = container.add_stream(audio_codec, rate=audio_rate, layout=layout)
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
@@ -368,8 +368,9 @@ def _write_audio(container, stream, audio: np.ndarray, rate: int) -> None:
     chunk = 1024
     layout = stream.layout.name
     for start in range(0, audio.shape[1], chunk):
-        block = np.ascontiguousarray(audio[:, start:start + chunk])
-        frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+        # packed (interleaved) samples: PyAV's planar from_ndarray stops at 7 channels; the encoder converts
+        block = np.ascontiguousarray(audio[:, start:start + chunk].T.reshape(1, -1))
+        frame = av.AudioFrame.from_ndarray(block, format="flt", layout=layout)
         frame.sample_rate = rate
         frame.pts = start
         container.mux(stream.encode(frame))

@@ -32,29 +32,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
+def start_app(home: Path) -> tuple[subprocess.Popen, str]:
     """`python app.py` on a free loopback port with its own home and annotation database."""
-    home = tmp_path_factory.mktemp("app-home")
     port = free_port()
     env = {**os.environ, "AVXPLAIN_HOME": str(home), "GRADIO_SERVER_PORT": str(port),
            "AVXPLAIN_ANNOTATIONS_DB": str(home / "clicks.sqlite"), "AVXPLAIN_MAX_DURATION_S": str(MAX_DURATION_S),
            "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = (home / "app.log").open("w")
+    log = (home / "app.log").open("a")
     process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return process, f"http://127.0.0.1:{port}/"
         except OSError:
             if process.poll() is not None:
                 raise RuntimeError((home / "app.log").read_text())
             time.sleep(0.5)
-    else:
-        process.kill()
-        raise RuntimeError("the app did not start within 180 s")
+    process.kill()
+    raise RuntimeError("the app did not start within 180 s")
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("app-home")
+    process, url = start_app(home)
     yield {"url": url, "db": home / "clicks.sqlite", "process": process, "home": home}
     process.terminate()
     process.wait(timeout=30)
@@ -169,3 +171,95 @@ def test_browser_analyse_then_annotate(app_server, tmp_path):
         finally:
             browser.close()
     assert app_server["process"].poll() is None  # still serving
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_eight_concurrent_clients_are_all_answered_without_cross_talk(app_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    clips = [DEMO / name for name in ("real.mp4", "audio_fake.mp4", "visual_fake.mp4", "both_fake.mp4")] * 2
+    analyse(Client(app_server["url"], verbose=False), clips[0], audio=["demo/audio-selfsplice"])  # warm
+    baseline = rss_mb(app_server["process"].pid)
+
+    def one(clip: Path) -> tuple[str, float]:
+        started = time.perf_counter()
+        summary = analyse(Client(app_server["url"], verbose=False), clip, audio=["demo/audio-selfsplice"])[0]
+        return summary, time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, clips))
+    wall = time.perf_counter() - started
+    latencies = sorted(seconds for _, seconds in answers)
+    for clip, (summary, _) in zip(clips, answers):
+        assert f"**{clip.name}**" in summary  # each client got its own clip's result
+    after = rss_mb(app_server["process"].pid)
+    print(f"\nload: {len(clips)} requests, 0 errors, wall {wall:.1f} s, p50 {latencies[len(latencies) // 2]:.1f} s, "
+          f"p95 {latencies[-1]:.1f} s, app RSS {baseline:.0f} → {after:.0f} MB")
+    assert after < baseline * 1.5 + 200
+
+
+def test_sixteen_annotators_through_the_api_lose_nothing(app_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    def annotate(worker: int) -> list[int]:
+        client = Client(app_server["url"], verbose=False)
+        return [client.predict(handle_file(str(DEMO / "both_fake.mp4")), index, 0.1 + 0.05 * index, 0.5,
+                               f"annotator-{worker}", f"note {worker}-{index}", 1, api_name="/annotate")["id"]
+                for index in range(5)]
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = [i for batch in pool.map(annotate, range(16)) for i in batch]
+    store = AnnotationStore(app_server["db"])
+    stored = [c for c in store.list() if c.annotator.startswith("annotator-")]
+    assert len(ids) == len(set(ids)) == 80 and len(stored) == 80
+    assert store.integrity_check() == "ok"
+
+
+def test_app_killed_during_writes_keeps_every_committed_click(tmp_path):
+    import signal
+    import threading
+
+    from gradio_client import Client, handle_file
+
+    process, url = start_app(tmp_path)
+    committed, stop = [], threading.Event()
+
+    def annotate() -> None:
+        client = Client(url, verbose=False)
+        index = 0
+        while not stop.is_set():
+            try:
+                committed.append(client.predict(handle_file(str(DEMO / "real.mp4")), index % 90, 0.5, 0.5,
+                                                "crash-test", "", 1, api_name="/annotate")["id"])
+            except Exception:  # noqa: BLE001 - the server is being killed
+                return
+            index += 1
+
+    writers = [threading.Thread(target=annotate) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    deadline = time.time() + 60
+    while len(committed) < 20 and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    stop.set()
+    for writer in writers:
+        writer.join(timeout=60)
+    store = AnnotationStore(tmp_path / "clicks.sqlite")
+    stored = {c.id for c in store.list(annotator="crash-test")}
+    print(f"\ncrash: {len(committed)} clicks acknowledged before kill -9, {len(stored)} stored, "
+          f"integrity {store.integrity_check()}")
+    assert len(committed) >= 20 and set(committed) <= stored
+    assert store.integrity_check() == "ok"

@@ -131,6 +131,10 @@ def cmd_spatial_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spatial.json").write_text(json.dumps(report, indent=1))
+    if args.into_card:
+        from models.workflows import record_in_card
+
+        print(f"recorded the spatial figures in {record_in_card(args.into_card, 'spatial', report)}")
     for key, value in report.items():
         print(f"{key:<34} {value}")
     return 0
@@ -344,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     spatial.add_argument("--probe", required=True)
     spatial.add_argument("--every", type=int, default=2, help="explain every N-th manipulated step")
     spatial.add_argument("--out", required=True, help="folder for spatial.json")
+    spatial.add_argument("--into-card", metavar="CARD", help="also store the figures in this probe card (NAME.json)")
     spatial.set_defaults(run=cmd_spatial_eval)
 
     listing = commands.add_parser("list", help="list encoders or probes")

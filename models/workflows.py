@@ -133,23 +133,26 @@ def load_scorer_ref(ref: str):
 SYNTHETIC_WARNING = "trained on synthetic manipulations; not a real-world detector"
 
 
-def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:
-    """Add a probe's measured test figures (video AUC/AP, localisation) to its card file,
-    so the card states what was measured; only cards given as files are changed."""
+def record_in_card(card_path: str | Path, key: str, figures) -> Path:
+    """Store measured figures under metrics[key] of a probe card file, atomically."""
     from models.cache import atomic_write
 
+    path = Path(card_path)
+    if path.suffix != ".json" or not path.exists():
+        raise AnalysisError("measured figures go into a probe card given as a NAME.json file.", path=card_path)
+    card = json.loads(path.read_text())
+    card.setdefault("metrics", {})[key] = figures
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+
+
+def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:
+    """Add each probe's measured test figures (video AUC/AP, localisation) to its card file."""
     written = []
     for ref in scorer_refs:
-        path = Path(ref)
-        if path.suffix != ".json" or not path.exists():
-            raise AnalysisError("--into-card needs probe cards given as NAME.json files.", path=ref)
-        card = json.loads(path.read_text())
-        results = [r for r in report["results"] if r["scorer"] == card["id"]]
-        if not results:
-            continue
-        card.setdefault("metrics", {})["test"] = results
-        atomic_write(path, lambda tmp, card=card: tmp.write_text(json.dumps(card, indent=1)))
-        written.append(path)
+        card_id = json.loads(Path(ref).read_text())["id"] if Path(ref).suffix == ".json" else ref
+        results = [r for r in report["results"] if r["scorer"] == card_id]
+        if results:
+            written.append(record_in_card(ref, "test", results))
     return written
 
 

@@ -367,7 +367,7 @@ def build_app() -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     annotator = gr.Textbox(label="Annotator", placeholder="your name", elem_id="annotator")
-                    note = gr.Textbox(label="Note (what looks fake)", lines=2)
+                    note = gr.Textbox(label="Note (what looks fake)", lines=2, elem_id="note")
                     difficulty = gr.Radio(["1", "2", "3"], value="1", label="Difficulty (1 easy – 3 hard)")
                     load = gr.Button("Load frames of the video", elem_id="load-frames")
                     scrubber = gr.Slider(0, 1, value=0, step=1, label="Frame (step, 1/25 s)", elem_id="scrubber")

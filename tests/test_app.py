@@ -151,6 +151,7 @@ def test_browser_analyse_then_annotate(app_server, tmp_path):
 
             page.get_by_role("tab", name="Annotate").click()
             page.locator("#annotator input, #annotator textarea").first.fill("browser-user")
+            page.locator("#note textarea").fill('<b id="injected">mouth</b><img src=x onerror="window.hacked=1">')
             page.click("#load-frames")
             image = page.locator("#annotation-frame img")
             image.wait_for(timeout=60_000)
@@ -165,6 +166,9 @@ def test_browser_analyse_then_annotate(app_server, tmp_path):
             assert abs(clicks[0].x - 0.25) <= 0.02 and abs(clicks[0].y - 0.75) <= 0.02
             assert clicks[0].video_name == "visual_fake.mp4" and clicks[0].video_sha256
             page.wait_for_selector("#clicks-table :text('browser-user')", timeout=30_000)
+            assert clicks[0].note.startswith('<b id="injected">')  # stored as text …
+            assert page.locator("#clicks-table #injected").count() == 0  # … and shown escaped
+            assert page.evaluate("window.hacked") is None
             page.click("#align-button")
             page.wait_for_selector("#alignment-summary :text('MAE')", timeout=120_000)
             page.screenshot(path=str(shots / "annotate.png"), full_page=True)

@@ -71,7 +71,7 @@ _PACKAGE_ENCODERS = [
 
 _PROJECT_ENCODERS = [
     EncoderSpec("selfblend-cnn", "selfblend", "face", "project", 128, "selfblend-cnn.safetensors",
-                {"input_size": 112, "widths": [32, 64, 128, 128]}, download="ships in assets/encoders (0.8 MB)",
+                {"input_size": 112, "widths": [32, 64, 128, 128]}, download="ships in assets/encoders (1.2 MB)",
                 licence="CC BY-NC-SA 4.0 (this project)",
                 description="4-stage CNN on the 112 px face crop, pretrained here on real face crops to find "
                             "self-blended regions; mean of its last 14×14 map (offline, synthetic-data knowledge)"),

@@ -117,7 +117,7 @@ class SelfBlendEncoder(FrameEncoder):
     """Face crops resized to the network's input size; feature = mean of the last conv map."""
 
     def __init__(self, spec: EncoderSpec, weights: str | None, precision: str = "auto"):
-        super().__init__(spec, "fp32")  # a 0.4 M-parameter CNN: fp32 is fast and exact
+        super().__init__(spec, "fp32")  # a 0.6 M-parameter CNN: fp32 is fast and exact
         torch.manual_seed(spec.seed)
         self.network = BlendCNN(tuple(spec.arch["widths"]))
         if spec.source != "random":

@@ -271,7 +271,8 @@ def generate(out: str | Path, n: int, seed: int, split: str = "train", faces: st
         name = f"{split}/{index:04d}.mp4"
         write_test_clip(out / name, frames, audio=audio)
         segments = [list(plan.segment)] if plan.segment else []
-        visual = segments if plan.kind in ("visual_modified", "both_modified", "desync") else []
+        # desync keeps every frame and every sample real: only their alignment is fake (fake_segments)
+        visual = segments if plan.kind in ("visual_modified", "both_modified") else []
         records.append({"file": name, "original": None, "split": split, "modify_type": plan.kind,
                         "fake_segments": segments, "visual_fake_segments": visual,
                         "audio_fake_segments": segments if plan.kind in ("audio_modified", "both_modified") else [],

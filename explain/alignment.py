@@ -22,6 +22,7 @@ from explain.annotations import Click
 from explain.spatial import SpatialExplanation, explain_spatial, overlay, pointing_game
 from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
+from models.faces import FACE_CROP_SIZE
 from models.timing import STEP_RATE
 
 FRAME_CENTRE = (0.5, 0.5)
@@ -136,6 +137,18 @@ def random_point_hit_rate(boxes: list[list[float]]) -> float:
     return float(np.mean([(min(b[2], 1) - max(b[0], 0)) * (min(b[3], 1) - max(b[1], 0)) for b in boxes]))
 
 
+def _box_share_of_crop(result: AnalysisResult, step: int, box: list[float]) -> float:
+    """The pointing-game score of random points inside the face crop: the share of the crop
+    (as placed in the frame, axis-aligned) that the box covers."""
+    geometry = result.face_track.face_geometry(step, FACE_CROP_SIZE)
+    height, width = result.clip.frames.shape[1:3]
+    half = geometry.side / 2
+    crop = [(geometry.centre_x - half) / width, (geometry.centre_y - half) / height,
+            (geometry.centre_x + half) / width, (geometry.centre_y + half) / height]
+    overlap = max(0.0, min(box[2], crop[2]) - max(box[0], crop[0])) * max(0.0, min(box[3], crop[3]) - max(box[1], crop[1]))
+    return float(min(1.0, overlap / ((crop[2] - crop[0]) * (crop[3] - crop[1]))))
+
+
 def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 2,
                       options: AnalysisOptions | None = None, progress=None) -> dict:
     """Pointing game and MAE to the region centre, against the frame-centre baseline and
@@ -148,7 +161,7 @@ def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 
         raise AnalysisError("no manipulated-region file for this split.", path=regions_path,
                             hint="Spatial benchmarks need a generated set (cli.py generate).")
     regions = json.loads(regions_path.read_text())
-    hits, random_hits, maes, centre_maes, boxes, correlations = [], [], [], [], [], []
+    hits, random_hits, maes, centre_maes, boxes, correlations, crop_shares = [], [], [], [], [], [], []
     for index, (name, steps) in enumerate(sorted(regions.items())):
         result = analyze(folder / name, [probe_id], options or AnalysisOptions())
         chosen = sorted(int(s) for s in steps)[::every]
@@ -161,12 +174,14 @@ def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 
             maes.append(mae(heatmap.peak, region["centre"]))
             centre_maes.append(mae(FRAME_CENTRE, region["centre"]))
             boxes.append(region["box"])
+            crop_shares.append(_box_share_of_crop(result, heatmap.step, region["box"]))
         if progress:
             progress(index + 1, len(regions))
     return {"probe": probe_id, "split": split, "videos": len(regions), "fake_steps": len(hits),
             "pointing_game": round(float(np.mean(hits)), 4),
             "pointing_game_randomised": round(float(np.mean(random_hits)), 4),
             "pointing_game_random_points": round(random_point_hit_rate(boxes), 4),
+            "pointing_game_random_points_in_face_crop": round(float(np.mean(crop_shares)), 4),
             "mae_to_region_centre": round(float(np.mean(maes)), 4),
             "mae_frame_centre": round(float(np.mean(centre_maes)), 4),
             "sanity_median_rank_correlation": round(float(np.nanmedian(correlations)), 4)}

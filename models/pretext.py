@@ -39,12 +39,6 @@ from models.timing import SAMPLE_RATE, STEP_RATE, step_centre
 
 Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
 SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance
-# Speech pretraining voices: espeak-ng accents × voice variants, none of them an accent or a
-# variant of the benchmark's held-out voices (gbclan, gbcwmd, +f2, +m5).
-PRETEXT_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029")
-PRETEXT_VARIANTS = ("", "+f1", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m6", "+m7", "+m8", "+klatt",
-                    "+klatt2", "+klatt3", "+adam", "+linda", "+david", "+john", "+max", "+belinda", "+paul", "+Annie")
-PRETEXT_VOICES = tuple(accent + variant for accent in PRETEXT_ACCENTS for variant in PRETEXT_VARIANTS)
 PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
                  "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-cell target on the last map",
@@ -86,14 +80,14 @@ def real_face_crops(data: str, split: str, every: int = 3) -> np.ndarray:
 
 
 def real_utterances(n: int, seed: int) -> list[tuple[np.ndarray, str, int, int]]:
-    """`n` utterances (audio, voice, speed, pitch) of the pretraining voices, with the
+    """`n` utterances (audio, voice, speed, pitch) of the generator's training voices, with the
     generator's leading and trailing silence."""
-    from models.generator import WORDS, speech
+    from models.generator import VOICES, WORDS, speech
 
     rng = np.random.default_rng(seed)
     out = []
     for index in range(n):
-        voice, speed, pitch = str(rng.choice(PRETEXT_VOICES)), int(rng.integers(140, 175)), int(rng.integers(35, 70))
+        voice, speed, pitch = str(rng.choice(VOICES)), int(rng.integers(140, 175)), int(rng.integers(35, 70))
         audio = speech(" ".join(rng.choice(WORDS, size=int(rng.integers(7, 10)))), voice, speed, pitch,
                        seed * 1000 + index)
         lead = np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE), np.float32)
@@ -382,8 +376,7 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
         val = real_utterances(max(20, utterances // 10), config.seed + 1)
         network, metrics = pretrain_selfsplice(spec, train, val, config, progress)
         material = {"utterances": {"train": len(train), "val": len(val)},
-                    "what": f"espeak-ng speech of {len(PRETEXT_VOICES)} voices (accents × variants) that share "
-                            "neither accent nor variant with the benchmark's held-out voices"}
+                    "what": "espeak-ng speech of the generator's training voices only"}
     card = {"pretext": PRETEXTS[spec.family], "material": material, "config": config.to_dict(),
             "metrics": metrics, "synthetic": True,
             "warning": "trained on synthetic material; knowledge of blending and splicing artefacts only, "

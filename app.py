@@ -12,6 +12,7 @@ import html
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +52,14 @@ def settings_limits() -> MediaLimits:
 def store() -> AnnotationStore:
     """One store per process (SQLAlchemy engines pool their connections)."""
     global _STORE
-    if _STORE is None:
-        _STORE = AnnotationStore(os.environ.get("AVXPLAIN_ANNOTATIONS_DB"))
-    return _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            _STORE = AnnotationStore(os.environ.get("AVXPLAIN_ANNOTATIONS_DB"))
+        return _STORE
 
 
 _STORE: AnnotationStore | None = None
+_STORE_LOCK = threading.Lock()
 
 
 @dataclass

@@ -86,7 +86,11 @@ class AnnotationStore:
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.table = _clicks_table(sa.MetaData())
-        self.table.metadata.create_all(self.engine)
+        try:
+            self.table.metadata.create_all(self.engine)
+        except sa.exc.OperationalError:  # another process or thread created it between check and create
+            if not sa.inspect(self.engine).has_table("clicks"):
+                raise
 
     def add(self, click: Click) -> int:
         """Store one click (validated) in its own transaction; returns its id."""

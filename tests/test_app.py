@@ -2,6 +2,7 @@
 headless Chromium (Debian's package, driven by Playwright)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -96,8 +97,10 @@ def test_api_annotate_and_export(client, app_server):
     assert click["video_name"] == "real.mp4" and click["time"] == pytest.approx(12 / 25)
     stored = AnnotationStore(app_server["db"]).list(annotator="api-user")
     assert [(c.x, c.y, c.note) for c in stored] == [(0.31, 0.62, "<i>lips</i>")]
-    exported = Path(client.predict("real.mp4", "api-user", api_name="/export")).read_text()
-    assert "api-user" in exported and '"12": {"x": 0.31, "y": 0.62}' in exported
+    exported = Path(client.predict("real.mp4", "api-user", api_name="/export"))
+    rows = list(csv.DictReader(exported.open(newline="")))
+    assert [r["username"] for r in rows] == ["api-user"]
+    assert json.loads(rows[0]["click_locations"]) == {"12": {"x": 0.31, "y": 0.62}}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,7 @@ def bad_uploads(tmp_path_factory) -> dict[str, Path]:
     empty = folder / "empty.mp4"
     empty.write_bytes(b"")
     frames = np.full((int(25 * (MAX_DURATION_S + 2)), 48, 64, 3), 120, np.uint8)
-    long = write_test_clip(folder / "long.mp4", frames)
+    long = write_test_clip(folder / "long.mp4", frames, audio=np.zeros(16_000 * (MAX_DURATION_S + 2), np.float32))
     return {"text file": text, "zero-byte file": empty, "too long": long}
 
 
@@ -132,14 +135,15 @@ def chromium_page(playwright):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/run_tests.sh installs it "
                                              "when run as root)")
 def test_browser_analyse_then_annotate(app_server, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     shots = ROOT / "docs" / "screenshots" if os.environ.get("AVXPLAIN_UPDATE_SCREENSHOTS") else tmp_path
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser, page = chromium_page(playwright)
         try:
-            page.goto(app_server["url"], wait_until="networkidle")
+            page.goto(app_server["url"], wait_until="load")
+            page.wait_for_selector("#analyse-button", timeout=60_000)
             page.locator("#video-input input[type=file]").set_input_files(str(DEMO / "visual_fake.mp4"))
             page.wait_for_selector("#video-input video", timeout=60_000)
             page.click("#analyse-button")
@@ -165,12 +169,12 @@ def test_browser_analyse_then_annotate(app_server, tmp_path):
             assert len(clicks) == 1
             assert abs(clicks[0].x - 0.25) <= 0.02 and abs(clicks[0].y - 0.75) <= 0.02
             assert clicks[0].video_name == "visual_fake.mp4" and clicks[0].video_sha256
-            page.wait_for_selector("#clicks-table :text('browser-user')", timeout=30_000)
+            expect(page.locator("#clicks-table")).to_contain_text("browser-user", timeout=30_000)
             assert clicks[0].note.startswith('<b id="injected">')  # stored as text …
             assert page.locator("#clicks-table #injected").count() == 0  # … and shown escaped
             assert page.evaluate("window.hacked") is None
             page.click("#align-button")
-            page.wait_for_selector("#alignment-summary :text('MAE')", timeout=120_000)
+            expect(page.locator("#alignment-summary")).to_contain_text("MAE", timeout=120_000)
             page.screenshot(path=str(shots / "annotate.png"), full_page=True)
         finally:
             browser.close()

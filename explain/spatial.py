@@ -200,10 +200,9 @@ class SpatialExplanation:
 
 def spatial_probes(result: AnalysisResult) -> list[str]:
     """The probes of an analysis that can be explained spatially (face-crop image encoders)."""
-    from models.encoders import get_spec
+    from models.encoders import takes_face_crops
 
-    return [pid for pid, r in result.probes.items()
-            if get_spec(r.encoder_id).modality == "face" and get_spec(r.encoder_id).source != "external"]
+    return [pid for pid, r in result.probes.items() if takes_face_crops(r.encoder_id)]
 
 
 def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder, LinearProbe]:
@@ -214,7 +213,7 @@ def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder
     encoder = get_encoder(probe_result.encoder_id)
     if not isinstance(encoder, FrameEncoder):
         raise AnalysisError(f"probe {probe_id} runs on {probe_result.encoder_id}, which has no image input; "
-                            "spatial explanations need a face-crop encoder (CLIP, FSFM, self-blend ViT).")
+                            "spatial explanations need a face-crop image encoder (CLIP, FSFM, self-blend CNN).")
     if result.clip is None or result.face_track is None:
         raise AnalysisError("this analysis kept no frames or face track to explain.")
     return encoder, load_probe(probe_id)

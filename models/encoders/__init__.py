@@ -152,6 +152,15 @@ def _encoder_class(family: str):
     return ExternalFeatures
 
 
+def takes_face_crops(encoder_id: str) -> bool:
+    """True for encoders that embed each step's face crop as an image (CLIP, FSFM, self-blend):
+    the ones Grad-CAM can explain spatially."""
+    from models.encoders.vision import FrameEncoder
+
+    spec = get_spec(encoder_id)
+    return spec.source != "external" and issubclass(_encoder_class(spec.family), FrameEncoder)
+
+
 def create_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:
     """Build encoder `encoder_id`. `weights` (a hub id or a local folder/file) overrides the
     entry's; hub and local weights go through the same loading call."""

@@ -115,17 +115,22 @@ def decode(path: str | Path, limits: MediaLimits = MediaLimits()) -> Clip:
 def _open(path: Path, limits: MediaLimits) -> av.container.InputContainer:
     _check_file(path, limits)
     try:
-        return av.open(str(path))
+        return av.open(str(path), metadata_errors="replace")  # damaged tags must not stop decoding
     except av.error.FFmpegError as error:
         raise AnalysisError(
             f"is not a video file FFmpeg can read ({_ffmpeg_reason(error)}).",
             path=path, hint=f"Upload an {KNOWN_CONTAINERS} file.") from None
 
 
+def _decodable_audio(container: av.container.InputContainer) -> av.AudioStream | None:
+    """The first audio stream FFmpeg can decode, or None (a damaged one counts as absent)."""
+    return next((s for s in container.streams.audio if s.codec_context is not None), None)
+
+
 def has_audio_track(path: str | Path, limits: MediaLimits = MediaLimits()) -> bool:
     """Whether the file has an audio stream, from its header alone (nothing is decoded)."""
     with _open(Path(path), limits) as container:
-        return bool(container.streams.audio)
+        return _decodable_audio(container) is not None
 
 
 def _check_file(path: Path, limits: MediaLimits) -> None:
@@ -160,6 +165,9 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
         raise AnalysisError(f"has no video stream (it contains: {kinds}).", path=path,
                             hint="The analysis needs a video track; for audio only, mux it with a still frame.")
     video = container.streams.video[0]
+    if video.codec_context is None:
+        raise AnalysisError("the video stream's codec is unknown to FFmpeg; the file looks corrupt or uses an "
+                            "unsupported codec.", path=path, hint=f"Re-encode it as H.264 in an {KNOWN_CONTAINERS} file.")
     width, height = video.codec_context.width, video.codec_context.height
     if width <= 0 or height <= 0:
         raise AnalysisError("the video stream has no frame size.", path=path, hint="The file looks corrupt.")
@@ -172,7 +180,7 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
         raise AnalysisError(
             f"the clip is {declared:.1f} s long, over the limit of {limits.max_duration_s:.0f} s.",
             path=path, hint="Cut the clip shorter or raise the duration limit.")
-    audio = container.streams.audio[0] if container.streams.audio else None
+    audio = _decodable_audio(container)
     origin = container.start_time / av.time_base if container.start_time not in (None,) else 0.0
     out_size = working_size(width, height, limits.frame_max_side)
     picker = _StepFramePicker(out_size)

@@ -79,7 +79,7 @@ _PROJECT_ENCODERS = [
                 {"width": 128, "hidden": 64}, download="ships in assets/encoders (0.5 MB)",
                 licence="CC BY-NC-SA 4.0 (this project)",
                 description="conv + BiGRU over the log-mel spectrogram, pretrained here on real speech to find "
-                            "self-spliced steps; GRU state per step (offline, synthetic-data knowledge)"),
+                            "steps spliced in from another recording; GRU state per step (offline, synthetic-data knowledge)"),
 ]
 
 

@@ -7,8 +7,9 @@ downloaded on offline machines; see `models/pretext.py` for how they are trained
   a re-rendered copy of itself (the self-blended-images idea); its feature is the mean of
   its last 14 × 14 feature map, where Grad-CAM looks.
 - `selfsplice-gru` (audio): a conv + bidirectional GRU over the clip's log-mel
-  spectrogram that learned where an utterance was spliced with speech of the same voice
-  at another pitch, speed and formant scale; its feature is the GRU state per 25 Hz step.
+  spectrogram that learned which steps of an utterance were spliced in from another
+  recording (or re-synthesised at another pitch and speed); its feature is the GRU state
+  per 25 Hz step.
 """
 from __future__ import annotations
 

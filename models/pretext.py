@@ -213,15 +213,12 @@ def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np
                        config: PretextConfig, progress: Progress = None) -> tuple[nn.Module, dict]:
     """Train the CNN and a per-cell head (1×1 conv on its last map) on self-blended crops;
     returns the CNN and metrics."""
+    torch.manual_seed(config.seed)  # before the layers are built: their initial weights follow the seed
     network = BlendCNN(tuple(spec.arch["widths"]))
     head = nn.Conv2d(spec.arch["widths"][-1], 1, 1)
     size = spec.arch["input_size"]
     grid = size // 8  # three stride-2 stages
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(list(network.parameters()) + list(head.parameters()), lr=config.lr,
-                                  weight_decay=0.01)
-    schedule = warmup_cosine(optimiser, config.steps)
 
     def cell_logits(images: np.ndarray) -> torch.Tensor:
         return head(network.feature_map(crop_pixels(images, size))).flatten(1)
@@ -238,19 +235,12 @@ def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np
             masks.append(mask)
         return np.stack(images), token_labels(np.stack(masks), grid)
 
-    started, history = time.time(), []
-    network.train()
-    for step in range(config.steps):
+    def batch_loss() -> torch.Tensor:
         images, labels = batch(train_crops, config.batch_size, rng)
-        loss = nn.functional.binary_cross_entropy_with_logits(cell_logits(images), torch.from_numpy(labels))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        history.append(loss.item())
-        if progress:
-            progress(step + 1, config.steps, float(np.mean(history[-50:])))
-    network.eval()
+        return nn.functional.binary_cross_entropy_with_logits(cell_logits(images), torch.from_numpy(labels))
+
+    started = time.time()
+    history = optimise(network, head, batch_loss, config, progress)
     val_images, val_labels = batch(val_crops, 256, np.random.default_rng(config.seed + 1))
     with torch.no_grad():
         scores = torch.cat([cell_logits(val_images[i:i + 32]) for i in range(0, len(val_images), 32)]).numpy()
@@ -261,40 +251,52 @@ def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np
 def pretrain_selfsplice(spec: EncoderSpec, train_utterances: list, val_utterances: list,
                         config: PretextConfig, progress: Progress = None) -> tuple[nn.Module, dict]:
     """Train the conv + GRU and a per-step head on self-spliced utterances."""
+    torch.manual_seed(config.seed)  # before the layers are built: their initial weights follow the seed
     network = SpliceNet(**spec.arch)
     head = nn.Linear(2 * spec.arch["hidden"], 1)
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
     started = time.time()
     train = [example(u, rng, config, config.seed * 10_000 + SPLICES_PER_UTTERANCE * i + k, train_utterances)
              for i, u in enumerate(train_utterances) for k in range(SPLICES_PER_UTTERANCE)]
     val_rng = np.random.default_rng(config.seed + 1)
     val = [example(u, val_rng, config, config.seed * 20_000 + i, val_utterances) for i, u in enumerate(val_utterances)]
+
+    def batch_loss() -> torch.Tensor:
+        mels, labels, valid = padded_batch([train[i] for i in rng.integers(len(train), size=config.batch_size)])
+        logits = head(network(mels)).squeeze(-1)[:, :labels.shape[1]]
+        return (nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum() \
+            / valid.sum()
+
+    history = optimise(network, head, batch_loss, config, progress, clip_norm=5.0)
+    with torch.no_grad():
+        scores = np.concatenate([head(network(torch.from_numpy(mel)[None]))[0, :len(y), 0].numpy() for mel, y in val])
+    metrics = pretext_metrics(np.concatenate([y for _, y in val]), scores, time.time() - started, history)
+    return network, metrics
+
+
+def optimise(network: nn.Module, head: nn.Module, batch_loss: Callable[[], torch.Tensor], config: PretextConfig,
+             progress: Progress = None, clip_norm: float | None = None) -> list[float]:
+    """The pretext training loop both encoders share: AdamW (weight decay 0.01) on the
+    network and its head, warm-up + cosine schedule, optional gradient clipping of the
+    network; leaves the network in eval mode and returns the loss history."""
     optimiser = torch.optim.AdamW(list(network.parameters()) + list(head.parameters()), lr=config.lr,
                                   weight_decay=0.01)
     schedule = warmup_cosine(optimiser, config.steps)
-
-    history = []
+    history: list[float] = []
     network.train()
     for step in range(config.steps):
-        chosen = [train[i] for i in rng.integers(len(train), size=config.batch_size)]
-        mels, labels, valid = padded_batch(chosen)
-        logits = head(network(mels)).squeeze(-1)[:, :labels.shape[1]]
-        loss = (nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum() \
-            / valid.sum()
+        loss = batch_loss()
         optimiser.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+        if clip_norm is not None:
+            nn.utils.clip_grad_norm_(network.parameters(), clip_norm)
         optimiser.step()
         schedule.step()
         history.append(loss.item())
         if progress:
             progress(step + 1, config.steps, float(np.mean(history[-50:])))
     network.eval()
-    with torch.no_grad():
-        scores = np.concatenate([head(network(torch.from_numpy(mel)[None]))[0, :len(y), 0].numpy() for mel, y in val])
-    metrics = pretext_metrics(np.concatenate([y for _, y in val]), scores, time.time() - started, history)
-    return network, metrics
+    return history
 
 
 def warmup_cosine(optimiser: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -182,7 +182,8 @@ def show_step(step: float, session: Session | None):
         except AnalysisError as error:
             raise user_error(error) from None
         frame = overlay(frame, heatmap.frame_map)
-        lines.append(f"- Grad-CAM of {face_probes[0]}: maximum at ({heatmap.peak[0]:.3f}, {heatmap.peak[1]:.3f})")
+        lines.append(f"- Grad-CAM of {face_probes[0]}: maximum at ({heatmap.peak[0]:.3f}, {heatmap.peak[1]:.3f}), "
+                     f"hot-spot centre at ({heatmap.hotspot[0]:.3f}, {heatmap.hotspot[1]:.3f})")
     return frame, "\n".join(lines)
 
 
@@ -303,7 +304,8 @@ def alignment_view(session: Session | None, probe_id: str | None):
     except AnalysisError as error:
         raise user_error(error) from None
     overall, sanity = summarise(rows), explanation.sanity
-    text = (f"**{probe_id}** on {overall['clicks']} clicks — MAE **{overall['mae']:.3f}** (frame centre "
+    text = (f"**{probe_id}** on {overall['clicks']} clicks — MAE of the heatmap maximum **{overall['mae']:.3f}**, "
+            f"of its hot-spot centre **{overall['mae_hotspot']:.3f}** (frame centre "
             f"{overall['mae_frame_centre']:.3f}, face centre {overall['mae_face_centre']:.3f}); "
             f"MAE = (|Δx| + |Δy|) / 2 in normalised frame coordinates.\n\n"
             f"Sanity check (top blocks randomised): median rank correlation {sanity['median_rank_correlation']}"

@@ -1,12 +1,14 @@
 """How well spatial explanations agree with humans and with known manipulated regions.
 
-The alignment error between a heatmap maximum h and a human click c, both in normalised
+The alignment error between a heatmap point h and a human click c, both in normalised
 frame coordinates (0..1, origin top-left), is kept fixed as
 
     MAE(h, c) = (|h_x − c_x| + |h_y − c_y|) / 2
 
-(the mean absolute error over the two coordinates), averaged over clicks. Baselines put
-h at the frame centre (0.5, 0.5) or at the tracked face-box centre of that step. The
+(the mean absolute error over the two coordinates), averaged over clicks. h is the
+heatmap maximum (`mae`) and, reported beside it, the hot-spot centre (`mae_hotspot`, see
+explain.spatial). Baselines put h at the frame centre (0.5, 0.5) or at the tracked
+face-box centre of that step. The
 paper's Figure 4 (left) is the MAE over the clicks whose step logit is at least a minimum
 fakeness score, as that minimum rises; (right) frames with the click and the maximum.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from explain.annotations import Click
-from explain.spatial import SpatialExplanation, explain_spatial, overlay, pointing_game
+from explain.spatial import (SpatialExplanation, cascade_depths, explain_spatial, map_to_frame, overlay, pointing_game,
+                             randomised_maps, spatial_encoder, step_crops)
 from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
 from models.faces import FACE_CROP_SIZE
@@ -47,9 +50,11 @@ class AlignedClick:
     step: int
     click: tuple[float, float]
     peak: tuple[float, float]
+    hotspot: tuple[float, float]
     face_centre: tuple[float, float]
     logit: float
     mae: float
+    mae_hotspot: float
     mae_frame_centre: float
     mae_face_centre: float
 
@@ -73,8 +78,8 @@ def align_clicks(result: AnalysisResult, probe_id: str,
         heatmap = explanation.heatmap(step)
         point, centre = (click.x, click.y), face_centre(result, step)
         rows.append(AlignedClick(click.video_name, click.annotator, click.frame_index, step, point, heatmap.peak,
-                                 centre, heatmap.logit, mae(heatmap.peak, point), mae(FRAME_CENTRE, point),
-                                 mae(centre, point)))
+                                 heatmap.hotspot, centre, heatmap.logit, mae(heatmap.peak, point),
+                                 mae(heatmap.hotspot, point), mae(FRAME_CENTRE, point), mae(centre, point)))
     return rows, explanation
 
 
@@ -86,9 +91,8 @@ def summarise(rows: list[AlignedClick], by: str | None = None) -> dict:
         return {key: summarise([r for r in rows if getattr(r, by) == key]) for key in keys}
     if not rows:
         return {"clicks": 0}
-    return {"clicks": len(rows), "mae": round(float(np.mean([r.mae for r in rows])), 4),
-            "mae_frame_centre": round(float(np.mean([r.mae_frame_centre for r in rows])), 4),
-            "mae_face_centre": round(float(np.mean([r.mae_face_centre for r in rows])), 4)}
+    return {"clicks": len(rows), **{key: round(float(np.mean([getattr(r, key) for r in rows])), 4)
+                                    for key in ("mae", "mae_hotspot", "mae_frame_centre", "mae_face_centre")}}
 
 
 def mae_curve(rows: list[AlignedClick]) -> list[dict]:
@@ -103,7 +107,7 @@ def mae_curve(rows: list[AlignedClick]) -> list[dict]:
 def alignment_figure(result: AnalysisResult, rows: list[AlignedClick], explanation: SpatialExplanation,
                      max_pairs: int = 4):
     """Figure 4 in the paper's form: MAE against minimum fakeness score (left) and frames
-    with the human click (circle) and the heatmap maximum (cross) (right)."""
+    with the human click (circle), the heatmap maximum (×) and hot-spot centre (+) (right)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4 + 2.6 * min(max_pairs, len(rows)), 3.2), layout="constrained")
@@ -111,7 +115,8 @@ def alignment_figure(result: AnalysisResult, rows: list[AlignedClick], explanati
     axis = figure.add_subplot(grid[0, 0])
     curve = mae_curve(rows)
     scores = [c["min_score"] for c in curve]
-    for key, label, style in (("mae", "explanation", "-"), ("mae_frame_centre", "frame centre", "--"),
+    for key, label, style in (("mae", "heatmap maximum", "-"), ("mae_hotspot", "hot-spot centre", "-."),
+                              ("mae_frame_centre", "frame centre", "--"),
                               ("mae_face_centre", "face centre", ":")):
         axis.plot(scores, [c[key] for c in curve], style, label=label, gid=f"curve-{key}")
     axis.set_xlabel("minimum fakeness score (step logit)")
@@ -125,6 +130,8 @@ def alignment_figure(result: AnalysisResult, rows: list[AlignedClick], explanati
         panel.plot(row.click[0] * width, row.click[1] * height, "o", mfc="none", mec="white", ms=10, mew=2,
                    gid="human-click")
         panel.plot(row.peak[0] * width, row.peak[1] * height, "x", color="yellow", ms=10, mew=2, gid="heatmap-peak")
+        panel.plot(row.hotspot[0] * width, row.hotspot[1] * height, "+", color="cyan", ms=10, mew=2,
+                   gid="heatmap-hotspot")
         panel.set_title(f"{row.step / STEP_RATE:.2f} s · MAE {row.mae:.3f}", fontsize=8)
         panel.axis("off")
     return figure
@@ -149,11 +156,15 @@ def _box_share_of_crop(result: AnalysisResult, step: int, box: list[float]) -> f
     return float(min(1.0, overlap / ((crop[2] - crop[0]) * (crop[3] - crop[1]))))
 
 
+CASCADE_SEEDS = (0, 1, 2)
+
+
 def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 2,
                       options: AnalysisOptions | None = None, progress=None) -> dict:
-    """Pointing game and MAE to the region centre, against the frame-centre baseline and
-    random points, on the visually manipulated steps of a generated split (its
-    `{split}_regions.json`), with the same after model randomisation."""
+    """Pointing game and MAE to the region centre (of the maximum and of the hot-spot
+    centre), against the frame-centre baseline and random points, on the visually
+    manipulated steps of a generated split (its `{split}_regions.json`); and the pointing
+    game under cascading model randomisation (top 1, 2, half, all blocks; 3 seeds each)."""
     data = Path(data)
     folder = data.parent if data.suffix == ".json" else data
     regions_path = folder / f"{split}_regions.json"
@@ -161,29 +172,44 @@ def spatial_benchmark(data: str | Path, split: str, probe_id: str, every: int = 
         raise AnalysisError("no manipulated-region file for this split.", path=regions_path,
                             hint="Spatial benchmarks need a generated set (cli.py generate).")
     regions = json.loads(regions_path.read_text())
-    hits, random_hits, maes, centre_maes, boxes, correlations, crop_shares = [], [], [], [], [], [], []
+    rows, cascade, correlations = [], {}, []
     for index, (name, steps) in enumerate(sorted(regions.items())):
         result = analyze(folder / name, [probe_id], options or AnalysisOptions())
         chosen = sorted(int(s) for s in steps)[::every]
         explanation = explain_spatial(result, probe_id, steps=chosen)
         correlations.append(explanation.sanity["median_rank_correlation"])
-        for heatmap in explanation.heatmaps:
-            region = steps[str(heatmap.step)]
-            hits.append(pointing_game(heatmap.peak, region["box"]))
-            random_hits.append(pointing_game(heatmap.randomised_peak, region["box"]))
-            maes.append(mae(heatmap.peak, region["centre"]))
-            centre_maes.append(mae(FRAME_CENTRE, region["centre"]))
-            boxes.append(region["box"])
-            crop_shares.append(_box_share_of_crop(result, heatmap.step, region["box"]))
+        truth = [steps[str(h.step)] for h in explanation.heatmaps]
+        for heatmap, region in zip(explanation.heatmaps, truth):
+            rows.append({"hit": pointing_game(heatmap.peak, region["box"]),
+                         "hotspot_hit": pointing_game(heatmap.hotspot, region["box"]),
+                         "mae": mae(heatmap.peak, region["centre"]), "mae_hotspot": mae(heatmap.hotspot, region["centre"]),
+                         "mae_frame_centre": mae(FRAME_CENTRE, region["centre"]), "box": region["box"],
+                         "crop_share": _box_share_of_crop(result, heatmap.step, region["box"])})
+        encoder, probe = spatial_encoder(result, probe_id)
+        _, geometries, crops = step_crops(result, [h.step for h in explanation.heatmaps])
+        for blocks in cascade_depths(encoder.torch_module()):
+            for seed in CASCADE_SEEDS:
+                maps = randomised_maps(encoder, probe, crops, blocks, seed)
+                cascade.setdefault((blocks, seed), []).extend(
+                    pointing_game(map_to_frame(m, g)[1], r["box"]) for m, g, r in zip(maps, geometries, truth))
         if progress:
             progress(index + 1, len(regions))
-    return {"probe": probe_id, "split": split, "videos": len(regions), "fake_steps": len(hits),
-            "pointing_game": round(float(np.mean(hits)), 4),
-            "pointing_game_randomised": round(float(np.mean(random_hits)), 4),
-            "pointing_game_random_points": round(random_point_hit_rate(boxes), 4),
-            "pointing_game_random_points_in_face_crop": round(float(np.mean(crop_shares)), 4),
-            "mae_to_region_centre": round(float(np.mean(maes)), 4),
-            "mae_frame_centre": round(float(np.mean(centre_maes)), 4),
+
+    def mean(key: str) -> float:
+        return round(float(np.mean([row[key] for row in rows])), 4)
+
+    depths = sorted({blocks for blocks, _ in cascade})
+    return {"probe": probe_id, "split": split, "videos": len(regions), "fake_steps": len(rows),
+            "pointing_game": mean("hit"), "pointing_game_hotspot": mean("hotspot_hit"),
+            "pointing_game_random_points": round(random_point_hit_rate([row["box"] for row in rows]), 4),
+            "pointing_game_random_points_in_face_crop": mean("crop_share"),
+            "mae_to_region_centre": mean("mae"), "mae_hotspot_to_region_centre": mean("mae_hotspot"),
+            "mae_frame_centre": mean("mae_frame_centre"),
+            "randomisation_cascade": [{"blocks": blocks, "of": max(depths),
+                                       "pointing_game": round(float(np.mean([np.mean(cascade[(blocks, s)])
+                                                                             for s in CASCADE_SEEDS])), 4),
+                                       "per_seed": [round(float(np.mean(cascade[(blocks, s)])), 4)
+                                                    for s in CASCADE_SEEDS]} for blocks in depths],
             "sanity_median_rank_correlation": round(float(np.nanmedian(correlations)), 4)}
 
 

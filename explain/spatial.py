@@ -4,8 +4,12 @@ respect to the encoder's input crop, placed back into the full frame.
 Target layer: for ViTs (timm: FSFM, the project's self-blend ViT; open_clip: CLIP) the
 last block's pre-attention LayerNorm, patch tokens reshaped to their grid (prefix tokens
 dropped); for CNNs the layer the encoder names (its last convolutional stage). The map is
-upsampled to the crop, warped into the frame through the crop geometry, and its maximum
-is reported in normalised frame coordinates (0..1, origin top-left).
+upsampled to the crop, warped into the frame through the crop geometry, and two points
+are reported in normalised frame coordinates (0..1, origin top-left): its maximum, and
+its hot-spot centre — the map-weighted centre of the connected region around the
+maximum where the map is at least half its maximum. A coarse map (a 7×7 to 16×16 grid
+upsampled) often peaks on one edge of the area it marks (a blending seam, say); the
+hot-spot centre is where that area is, which is what a human click marks.
 
 Sanity check (model randomisation, Adebayo et al. 2018): the encoder's top blocks are
 re-initialised and the maps recomputed; a median Spearman rank correlation above
@@ -153,7 +157,7 @@ class Heatmap:
     crop_map: np.ndarray  # (crop, crop) 0..1
     frame_map: np.ndarray  # (H, W) 0..1 on the working frame
     peak: tuple[float, float]  # normalised frame coordinates of the maximum
-    randomised_peak: tuple[float, float] | None = None  # the same after the sanity check's randomisation
+    hotspot: tuple[float, float]  # normalised frame coordinates of the hot-spot centre
 
     @property
     def time(self) -> float:
@@ -161,7 +165,8 @@ class Heatmap:
 
     def to_dict(self) -> dict:
         return {"step": self.step, "time": round(self.time, 4), "logit": round(self.logit, 6),
-                "peak": [round(self.peak[0], 6), round(self.peak[1], 6)]}
+                "peak": [round(self.peak[0], 6), round(self.peak[1], 6)],
+                "hotspot": [round(self.hotspot[0], 6), round(self.hotspot[1], 6)]}
 
 
 def map_to_frame(crop_map: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarray, tuple[float, float]]:
@@ -171,9 +176,28 @@ def map_to_frame(crop_map: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarr
                                (geometry.frame_width, geometry.frame_height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT)
     row, col = np.unravel_index(int(np.argmax(crop_map)), crop_map.shape)
-    scale = geometry.out_size / crop_map.shape[0]
-    x, y = geometry.crop_points_to_frame([[(col + 0.5) * scale, (row + 0.5) * scale]])[0]
-    return frame_map, (float(np.clip(x, 0, 1)), float(np.clip(y, 0, 1)))
+    return frame_map, _crop_pixel_to_frame(col + 0.5, row + 0.5, crop_map.shape[0], geometry)
+
+
+def hotspot(crop_map: np.ndarray, geometry: CropGeometry, level: float = 0.5) -> tuple[float, float]:
+    """The hot-spot centre in normalised frame coordinates: the map-weighted centre of the
+    connected region holding the maximum where the map is at least `level` × its maximum."""
+    peak_row, peak_col = np.unravel_index(int(np.argmax(crop_map)), crop_map.shape)
+    _, labels = cv2.connectedComponents((crop_map >= level * crop_map.max()).astype(np.uint8))
+    weights = np.where(labels == labels[peak_row, peak_col], crop_map, 0.0)
+    rows, cols = np.indices(crop_map.shape)
+    total = weights.sum()
+    if total <= 0:  # an all-zero map has no hot spot: its centre is the maximum's pixel
+        return _crop_pixel_to_frame(peak_col + 0.5, peak_row + 0.5, crop_map.shape[0], geometry)
+    return _crop_pixel_to_frame(float(((cols + 0.5) * weights).sum() / total),
+                                float(((rows + 0.5) * weights).sum() / total), crop_map.shape[0], geometry)
+
+
+def _crop_pixel_to_frame(x: float, y: float, map_size: int, geometry: CropGeometry) -> tuple[float, float]:
+    """A point of a (map_size × map_size) crop map in normalised frame coordinates, clipped to the frame."""
+    scale = geometry.out_size / map_size
+    frame_x, frame_y = geometry.crop_points_to_frame([[x * scale, y * scale]])[0]
+    return float(np.clip(frame_x, 0, 1)), float(np.clip(frame_y, 0, 1))
 
 
 def overlay(frame: np.ndarray, frame_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -229,19 +253,22 @@ def explain_spatial(result: AnalysisResult, probe_id: str, steps: list[int] | No
     scores = result.probes[probe_id].scores
     if steps is None:
         steps = top_peaks(scores.logits, k)
+    steps, geometries, crops = step_crops(result, steps)
+    maps, logits = grad_cam(encoder, probe, crops)
+    report = randomisation_check(encoder, probe, crops, maps) if sanity else {}
+    heatmaps = [Heatmap(step, float(logit), crop_map, *map_to_frame(crop_map, geometry), hotspot(crop_map, geometry))
+                for step, geometry, crop_map, logit in zip(steps, geometries, maps, logits)]
+    return SpatialExplanation(probe_id, probe.encoder_id, heatmaps, report)
+
+
+def step_crops(result: AnalysisResult, steps: list[int]) -> tuple[list[int], list[CropGeometry], np.ndarray]:
+    """The valid ones of the chosen steps, their face-crop geometries and crops (N, crop,
+    crop, 3), or a clear error when none is valid."""
     steps = [int(s) for s in steps if 0 <= int(s) < result.clip.n_steps]
     if not steps:
         raise AnalysisError("no valid steps to explain.", hint=f"Steps run from 0 to {result.clip.n_steps - 1}.")
     geometries = [result.face_track.face_geometry(s, FACE_CROP_SIZE) for s in steps]
-    crops = np.stack([g.extract(result.clip.frames[s]) for g, s in zip(geometries, steps)])
-    maps, logits = grad_cam(encoder, probe, crops)
-    report, randomised = randomisation_check(encoder, probe, crops, maps) if sanity else ({}, [None] * len(maps))
-    heatmaps = []
-    for step, geometry, crop_map, logit, other in zip(steps, geometries, maps, logits, randomised):
-        frame_map, peak = map_to_frame(crop_map, geometry)
-        heatmaps.append(Heatmap(step, float(logit), crop_map, frame_map, peak,
-                                None if other is None else map_to_frame(other, geometry)[1]))
-    return SpatialExplanation(probe_id, probe.encoder_id, heatmaps, report)
+    return steps, geometries, np.stack([g.extract(result.clip.frames[s]) for g, s in zip(geometries, steps)])
 
 
 def randomised_network(network: nn.Module, blocks: int = RANDOMISED_BLOCKS, seed: int = 0) -> nn.Module:
@@ -256,17 +283,30 @@ def randomised_network(network: nn.Module, blocks: int = RANDOMISED_BLOCKS, seed
 
 
 def randomisation_check(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray, maps: np.ndarray,
-                        blocks: int = RANDOMISED_BLOCKS) -> tuple[dict, np.ndarray]:
+                        blocks: int = RANDOMISED_BLOCKS) -> dict:
     """Median Spearman correlation between the maps and those of a top-block-randomised
-    encoder (flagged when the maps barely change), and the randomised maps."""
+    encoder; maps that barely change are flagged as not explaining the model."""
     from scipy.stats import spearmanr
 
-    randomised_maps, _ = grad_cam(encoder, probe, crops, randomised_network(encoder.torch_module(), blocks))
-    correlations = [_spearman(a, b, spearmanr) for a, b in zip(maps, randomised_maps)]
+    randomised = randomised_maps(encoder, probe, crops, blocks, seed=0)
+    correlations = [_spearman(a, b, spearmanr) for a, b in zip(maps, randomised)]
     median = float(np.nanmedian(correlations)) if correlations else float("nan")
     return {"test": "model randomisation (top blocks re-initialised)", "blocks": blocks,
             "median_rank_correlation": round(median, 4), "threshold": SANITY_MAX_CORRELATION,
-            "explains_model": bool(median <= SANITY_MAX_CORRELATION)}, randomised_maps
+            "explains_model": bool(median <= SANITY_MAX_CORRELATION)}
+
+
+def cascade_depths(network: nn.Module) -> list[int]:
+    """How many top blocks the cascading randomisation re-initialises at each stage: one,
+    two, half and all of them (Adebayo et al. randomise from the top down to the input)."""
+    total = len(gradcam_target(network).blocks)
+    return sorted({min(total, depth) for depth in (1, 2, max(1, total // 2), total)})
+
+
+def randomised_maps(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray, blocks: int,
+                    seed: int) -> np.ndarray:
+    """Grad-CAM maps of the crops through the encoder with its top `blocks` blocks re-drawn (seeded)."""
+    return grad_cam(encoder, probe, crops, randomised_network(encoder.torch_module(), blocks, seed))[0]
 
 
 def _spearman(a: np.ndarray, b: np.ndarray, spearmanr) -> float:

@@ -25,7 +25,7 @@ python cli.py evaluate --probe assets/probes/demo_audio-selfsplice.json --data "
 python cli.py evaluate --probe assets/probes/demo_visual-selfblend.json --data "$WORK/test/dataset.json" \
   --target visual --out docs/demo/visual --into-card
 python cli.py spatial-eval --data "$WORK/test/dataset.json" --split test --probe demo/visual-selfblend \
-  --out docs/demo/spatial --into-card assets/probes/demo_visual-selfblend.json
+  --every 3 --out docs/demo/spatial --into-card assets/probes/demo_visual-selfblend.json
 for clip in real audio_fake visual_fake both_fake; do   # the figures shown in the README
   python cli.py analyze "assets/demo/$clip.mp4" --probe demo/audio-selfsplice --probe demo/visual-selfblend \
     --out "docs/demo/$clip"

@@ -33,6 +33,7 @@ def test_align_clicks_on_a_video(face_clip, tmp_path):
     assert [r.step for r in rows] == [5, 20, 20]
     for row in rows:
         assert row.mae == pytest.approx(mae(row.peak, row.click))
+        assert row.mae_hotspot == pytest.approx(mae(row.hotspot, row.click))
         assert row.mae_frame_centre == pytest.approx(mae((0.5, 0.5), row.click))
         x0, y0, x1, y1 = result.face_track.face_boxes[row.step]
         height, width = result.clip.frames.shape[1:3]
@@ -45,6 +46,7 @@ def test_align_clicks_on_a_video(face_clip, tmp_path):
     figure = alignment_figure(result, rows, explanation)
     gids = [line.get_gid() for axis in figure.axes for line in axis.lines]
     assert gids.count("human-click") == 3 and gids.count("heatmap-peak") == 3 and "curve-mae" in gids
+    assert gids.count("heatmap-hotspot") == 3 and "curve-mae_hotspot" in gids
     report = json.loads(write_alignment(rows, explanation.sanity, tmp_path).read_text())
     assert report["overall"]["clicks"] == 3 and "sanity" in report
 
@@ -60,6 +62,10 @@ def test_spatial_benchmark_on_generated_regions(tmp_path):
     description = generate(tmp_path, 4, seed=5, split="test", faces="heldout")  # clip 3 is a visual fake
     report = spatial_benchmark(description, "test", PROBE, every=4, options=AnalysisOptions(cache=None))
     assert report["videos"] == 1 and report["fake_steps"] > 3
-    for key in ("pointing_game", "pointing_game_randomised", "pointing_game_random_points"):
+    for key in ("pointing_game", "pointing_game_hotspot", "pointing_game_random_points"):
         assert 0.0 <= report[key] <= 1.0
+    assert [stage["blocks"] for stage in report["randomisation_cascade"]] == [1, 2, 4]  # of the CNN's 4 stages
+    assert all(len(stage["per_seed"]) == 3 and 0 <= stage["pointing_game"] <= 1
+               for stage in report["randomisation_cascade"])
+    assert report["mae_hotspot_to_region_centre"] < 0.5
     assert 0 < report["mae_frame_centre"] < 0.5

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from explain.spatial import (GradCamTarget, _attribution_layer, explain_spatial, grad_cam, gradcam_target,
-                             map_to_frame, overlay, pointing_game, randomised_network)
+                             cascade_depths, hotspot, map_to_frame, overlay, pointing_game, randomised_network)
 from models.analysis import AnalysisOptions, analyze
 from models.encoders import EncoderSpec, get_encoder
 from models.encoders.vision import FrameEncoder
@@ -161,6 +161,35 @@ def test_crop_maximum_lands_at_the_right_frame_point(name):
         y, x = np.unravel_index(np.argmax(frame_map), frame_map.shape)
         assert abs((x + 0.5) / 640 - expected[0]) <= 2 * scale / 640 + 1 / 640
         assert abs((y + 0.5) / 360 - expected[1]) <= 2 * scale / 360 + 1 / 360
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_hotspot_centre_is_the_marked_area_not_its_brightest_edge(name):
+    """A blob over crop pixels 100..140 × 40..80 that peaks on its left edge (as maps do on a
+    blending seam), plus a weaker separate blob: the hot-spot centre is the main blob's
+    centre carried through the geometry, the maximum stays on the edge."""
+    geometry = GEOMETRIES[name]
+    crop_map = np.zeros((224, 224), np.float32)
+    crop_map[40:80, 100:140] = 0.8
+    crop_map[40:80, 100:104] = 1.0  # the seam
+    crop_map[180:200, 10:30] = 0.7  # a separate, weaker area: not part of the hot spot
+    centre = float(hotspot(crop_map, geometry)[0]), float(hotspot(crop_map, geometry)[1])
+    weights = crop_map[40:80, 100:140]
+    cx = ((np.arange(100, 140) + 0.5) * weights.sum(0)).sum() / weights.sum()
+    expected = geometry.crop_points_to_frame([[cx, 60.0]])[0]
+    assert centre == pytest.approx((min(max(expected[0], 0), 1), min(max(expected[1], 0), 1)), abs=1e-6)
+    edge = geometry.crop_points_to_frame([[100.5, 40.5]])[0]
+    assert map_to_frame(crop_map, geometry)[1] == pytest.approx((min(max(edge[0], 0), 1), min(max(edge[1], 0), 1)))
+
+
+def test_hotspot_of_an_empty_map_is_its_first_pixel():
+    geometry = GEOMETRIES["off-centre"]
+    assert hotspot(np.zeros((14, 14), np.float32), geometry) == map_to_frame(np.zeros((14, 14), np.float32),
+                                                                             geometry)[1]
+
+
+def test_cascade_randomises_one_two_half_and_all_blocks():
+    assert cascade_depths(get_encoder("random-selfblend-cnn").torch_module()) == [1, 2, 4]
 
 
 def test_border_clipped_box_keeps_peak_inside_frame():

@@ -3,16 +3,19 @@
     python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / _PORT to change)
 
 Settings by environment: AVXPLAIN_MAX_DURATION_S (default 120), AVXPLAIN_MAX_UPLOAD_MB
-(default 200), AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app
+(default 200), AVXPLAIN_MAX_FRAMES (default 36000), AVXPLAIN_TIME_LIMIT_S (per analysis,
+default 300), AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app
 home's annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +44,33 @@ STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}.
                    "pretrained here on synthetic material or random-init, or were trained on synthetic "
                    "manipulations. Their scores show how the tool works; they are not real-world deepfake detections.")
 GALLERY_STEPS = 3
+TEMP_ROOT = Path(tempfile.gettempdir()) / "avxplain-app"
+TEMP_TTL_S = 3600
 MARKER_COLOUR = (255, 40, 200)
 
 
 def settings_limits() -> MediaLimits:
     return MediaLimits(max_duration_s=float(os.environ.get("AVXPLAIN_MAX_DURATION_S", 120)),
-                       max_file_bytes=int(float(os.environ.get("AVXPLAIN_MAX_UPLOAD_MB", 200)) * 1024**2))
+                       max_file_bytes=int(float(os.environ.get("AVXPLAIN_MAX_UPLOAD_MB", 200)) * 1024**2),
+                       max_frames=int(os.environ.get("AVXPLAIN_MAX_FRAMES", 36_000)))
+
+
+def settings_options() -> AnalysisOptions:
+    return AnalysisOptions(limits=settings_limits(), time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
+
+
+def scratch_folder(kind: str) -> Path:
+    """A fresh folder for one request's output files under the app's temporary root. Older
+    folders of that kind (left by requests that failed or were cancelled, or served long
+    ago: Gradio keeps its own copy of every returned file) are removed first."""
+    root = TEMP_ROOT / kind
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - TEMP_TTL_S
+    for old in root.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
 
 
 def store() -> AnnotationStore:
@@ -117,15 +141,20 @@ def run_analysis(video: str | None, session: Session | None, *groups, progress=g
         raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first, or pick an example.")
     if not probe_ids:
         raise gr.Error("Choose at least one probe.")
+    out = scratch_folder("reports")
     try:
-        options = AnalysisOptions(limits=settings_limits())
-        result = analyze(video, probe_ids, options, progress=lambda stage, f: progress(f, desc=stage))
+        previous = session.result if session.video == video else None  # switching probes reuses frames and features
+        result = analyze(video, probe_ids, settings_options(), progress=lambda stage, f: progress(f, desc=stage),
+                         previous=previous)
         progress(0.0, desc="explanations")
-        out = tempfile.mkdtemp(prefix="avxplain-report-")
         paths = write_report(result, out, spatial_steps=GALLERY_STEPS)
     except AnalysisError as error:
+        shutil.rmtree(out, ignore_errors=True)
         raise user_error(error) from None
-    _replace_reports(session, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    _replace_reports(session, str(out))
     session.video, session.result, session.sha256 = video, result, result.media.sha256
     gallery = [(str(p), _heatmap_caption(result, p.stem)) for k, p in paths.items() if k.startswith("heatmap_")]
     slider = gr.Slider(minimum=0, maximum=result.media.n_steps - 1, value=_first_peak(result), step=1,
@@ -272,8 +301,7 @@ def delete_click(click_id: float | None, annotator: str, step: float, session: S
 
 def export_clicks(annotator: str, session: Session | None, only_this_video: bool):
     name = session.frames_clip().info.name if session and only_this_video and session.video else None
-    folder = tempfile.mkdtemp(prefix="avxplain-export-")
-    return str(export_exddv(store(), Path(folder) / "exddv_clicks.csv", video_name=name,
+    return str(export_exddv(store(), scratch_folder("exports") / "exddv_clicks.csv", video_name=name,
                             annotator=(annotator or None)))
 
 
@@ -330,8 +358,7 @@ def api_annotate(video: str, step: float, x: float, y: float, annotator: str, no
 
 def api_export(video_name: str, annotator: str) -> str:
     """ExDDV CSV of the stored clicks (optionally one video's and/or one annotator's)."""
-    folder = tempfile.mkdtemp(prefix="avxplain-export-")
-    return str(export_exddv(store(), Path(folder) / "exddv_clicks.csv", video_name=video_name or None,
+    return str(export_exddv(store(), scratch_folder("exports") / "exddv_clicks.csv", video_name=video_name or None,
                             annotator=annotator or None))
 
 

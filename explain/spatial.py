@@ -126,19 +126,37 @@ def grad_cam(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
     network = network or encoder.torch_module()
     target = gradcam_target(network)
 
-    def step_logit(pixels: torch.Tensor) -> torch.Tensor:
-        return probe.torch_logits(network(pixels))
+    logits: list[np.ndarray] = []
 
-    maps, logits = [], []
-    with _attribution_layer(network, target) as layer, torch.enable_grad():
-        cam = LayerGradCam(step_logit, layer)
-        for start in range(0, len(crops), GRADCAM_BATCH):
-            pixels = encoder.preprocess(crops[start:start + GRADCAM_BATCH]).requires_grad_(True)
-            attribution = cam.attribute(pixels, relu_attributions=True)
-            maps.append(attribution[:, 0].detach().float().numpy())
-            with torch.no_grad():
-                logits.append(step_logit(pixels).float().numpy())
+    def step_logit(pixels: torch.Tensor) -> torch.Tensor:
+        out = probe.torch_logits(network(pixels))
+        logits.append(out.detach().float().numpy())  # kept from the attribution's own forward pass
+        return out
+
+    maps = []
+    # The graph starts at the target layer's input: the blocks below it run without
+    # recording anything (the pixels and weights need no gradient), which halves the cost.
+    hook = target.layer.register_forward_pre_hook(_track_gradients_from_here)
+    try:
+        with _attribution_layer(network, target) as layer, torch.enable_grad():
+            cam = LayerGradCam(step_logit, layer)
+            for start in range(0, len(crops), GRADCAM_BATCH):
+                attribution = cam.attribute(encoder.preprocess(crops[start:start + GRADCAM_BATCH]),
+                                            relu_attributions=True)
+                maps.append(attribution[:, 0].detach().float().numpy())
+    finally:
+        hook.remove()
+    if len(logits) != len(maps):
+        raise AnalysisError("Grad-CAM ran the network an unexpected number of times.")
     return _to_crop_size(np.concatenate(maps), crops.shape[1]), np.concatenate(logits)
+
+
+def _track_gradients_from_here(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the layer's input becomes a leaf that records gradients."""
+    first = args[0]
+    if isinstance(first, torch.Tensor) and not first.requires_grad:
+        first = first.detach().requires_grad_(True)
+    return (first, *args[1:])
 
 
 def _to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
@@ -234,7 +252,9 @@ def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder
     if probe_id not in result.probes:
         raise AnalysisError(f"probe {probe_id!r} was not part of this analysis.")
     probe_result = result.probes[probe_id]
-    encoder = get_encoder(probe_result.encoder_id)
+    options = result.options  # the weights and precision the analysis ran with
+    encoder = get_encoder(probe_result.encoder_id, options.weights.get(probe_result.encoder_id) if options else None,
+                          options.precision if options else "auto")
     if not isinstance(encoder, FrameEncoder):
         raise AnalysisError(f"probe {probe_id} runs on {probe_result.encoder_id}, which has no image input; "
                             "spatial explanations need a face-crop image encoder (CLIP, FSFM, self-blend CNN).")

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
-from models.encoders.base import feature_version
+from models.encoders.base import FRAME_BATCH, feature_version
 from models.errors import AnalysisError
 from models.faces import FaceTrack, track_faces
 from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
@@ -32,10 +32,13 @@ class AnalysisOptions:
 
     limits: MediaLimits = field(default_factory=MediaLimits)
     face_stride: int = 1  # run face detection every N steps, track in between
+    stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
+    batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
     precision: str = "auto"  # fp32 | bf16 | auto
     weights: dict[str, str] = field(default_factory=dict)  # encoder id → hub id or local path
     features: dict[str, str | np.ndarray] = field(default_factory=dict)  # external encoder id → file
     cache: FeatureCache | None = field(default_factory=FeatureCache)  # None: no feature cache
+    time_limit_s: float | None = None  # a request's time limit (the app sets one); None: no limit
 
 
 @dataclass
@@ -63,6 +66,13 @@ class AnalysisResult:
     timings: dict[str, float]
     clip: Clip | None = None  # decoded frames and audio, kept for explanations; not serialised
     features: dict[str, np.ndarray] = field(default_factory=dict)  # encoder id → (T × D), not serialised
+    options: AnalysisOptions | None = None  # the settings it ran with (explanations reuse them); not serialised
+
+    def reusable_for(self, video: str | Path) -> bool:
+        """Whether this result decoded `video` (same path and size) and kept what a re-run reuses."""
+        path = Path(video)
+        return (self.clip is not None and self.media.path == str(path) and path.is_file()
+                and path.stat().st_size == self.media.size_bytes)
 
     @property
     def step_times(self) -> np.ndarray:
@@ -97,16 +107,19 @@ class ExtractedFeatures:
 
 
 def extract_features(video: str | Path, encoder_ids: list[str], options: AnalysisOptions | None = None,
-                     progress: StageProgress = None) -> ExtractedFeatures:
+                     progress: StageProgress = None, previous: AnalysisResult | None = None) -> ExtractedFeatures:
     """Decode `video` once and compute (or read from the cache) the features of every
-    encoder in `encoder_ids`; encoders that cannot run on it (no audio) are skipped."""
+    encoder in `encoder_ids`; encoders that cannot run on it (no audio) are skipped. A
+    `previous` analysis of the same video lends its frames, face track and features, so
+    switching probes costs only what is new."""
     options = options or AnalysisOptions()
-    report = _stage_reporter(progress)
+    previous = previous if previous is not None and previous.reusable_for(video) else None
+    report = _stage_reporter(progress, Deadline(options.time_limit_s, video))
     specs = [get_spec(e) for e in dict.fromkeys(encoder_ids)]
     timings: dict[str, float] = {}
     start = time.perf_counter()
     report("decode", 0.0)
-    clip = decode(video, options.limits)
+    clip = previous.clip if previous is not None else decode(video, options.limits, lambda stage: report(stage, 0.0))
     timings["decode"] = time.perf_counter() - start
     warnings = list(clip.warnings)
     skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}
@@ -114,21 +127,25 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     track = None
     if any(_needs_faces(s) for s in runnable):
         start = time.perf_counter()
-        track = track_faces(clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
+        same_faces = previous is not None and previous.face_track is not None and previous.options is not None \
+            and previous.options.face_stride == options.face_stride
+        track = previous.face_track if same_faces else track_faces(
+            clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
-    inputs = ClipInputs(clip, track, options.features)
+    inputs = ClipInputs(clip, track, options.features, options.batch_frames, options.stride)
     if track is not None:
         start = time.perf_counter()
         _prepare_crops(inputs, runnable)
         timings["crops"] = time.perf_counter() - start
-    features = {s.id: _features(s.id, inputs, options, report, timings) for s in runnable}
+    features = {s.id: _features(s.id, inputs, options, report, timings, previous) for s in runnable}
     return ExtractedFeatures(clip, track, features, skipped, warnings, timings)
 
 
 def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | None = None,
-            progress: StageProgress = None) -> AnalysisResult:
-    """Score `video` with every probe in `probe_ids` on the 25 Hz clock."""
+            progress: StageProgress = None, previous: AnalysisResult | None = None) -> AnalysisResult:
+    """Score `video` with every probe in `probe_ids` on the 25 Hz clock (reusing what a
+    `previous` analysis of the same video computed)."""
     if not probe_ids:
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
     options = options or AnalysisOptions()
@@ -139,7 +156,7 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
         raise AnalysisError("none of the chosen probes can run on this clip: "
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
     runnable = [p for p in probes if p.id not in skipped]
-    extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress)
+    extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress, previous)
     start = time.perf_counter()
     results = {p.id: _probe_result(p, extracted.features[p.encoder_id]) for p in runnable}
     fusion = fuse([r.scores for r in results.values()]) if len(results) > 1 else None
@@ -147,7 +164,7 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     _stage_reporter(progress)("done", 1.0)
     return AnalysisResult(media=extracted.clip.info, probes=results, fusion=fusion, face_track=extracted.track,
                           skipped=skipped, warnings=extracted.warnings, timings=extracted.timings,
-                          clip=extracted.clip, features=extracted.features)
+                          clip=extracted.clip, features=extracted.features, options=options)
 
 
 def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
@@ -167,14 +184,36 @@ def _needs_faces(spec) -> bool:
     return spec.modality in FACE_MODALITIES and spec.source != "external"
 
 
-def _stage_reporter(progress: StageProgress) -> Callable[[str, float], None]:
-    return progress if progress is not None else (lambda stage, fraction: None)
+class Deadline:
+    """A request's time limit, counted from its creation: `check` raises a clear error
+    naming the stage once the limit has passed."""
+
+    def __init__(self, limit_s: float | None, video: str | Path):
+        self.limit_s, self.video, self.started = limit_s, video, time.monotonic()
+
+    def check(self, stage: str) -> None:
+        if self.limit_s is not None and time.monotonic() - self.started > self.limit_s:
+            raise AnalysisError(f"the analysis took longer than the limit of {self.limit_s:g} s (stopped at: {stage}).",
+                                path=self.video, hint="Try a shorter clip, fewer probes or --stride N; in the app "
+                                                      "the limit is AVXPLAIN_TIME_LIMIT_S.")
+
+
+def _stage_reporter(progress: StageProgress, deadline: Deadline | None = None) -> Callable[[str, float], None]:
+    """The progress callback every stage reports to; it also enforces the time limit."""
+    def report(stage: str, fraction: float) -> None:
+        if deadline is not None:
+            deadline.check(stage)
+        if progress is not None:
+            progress(stage, fraction)
+
+    return report
 
 
 def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, report: Callable[[str, float], None],
-              timings: dict[str, float]) -> np.ndarray:
-    """Features from the cache, or computed and cached; always exactly n_steps rows.
-    Records the time to load the encoder and to run it in `timings`."""
+              timings: dict[str, float], previous: AnalysisResult | None = None) -> np.ndarray:
+    """Features from a previous analysis with the same settings, the cache, or computed and
+    cached; always exactly n_steps rows. Records the time to load the encoder and to run
+    it in `timings`."""
     spec = get_spec(encoder_id)
     stage = f"encoder {encoder_id}"
     start = time.perf_counter()
@@ -183,7 +222,11 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         timings[stage] = time.perf_counter() - start
         return features
     sha = inputs.clip.info.sha256
-    version = feature_version(spec, options.precision, options.face_stride, options.weights.get(encoder_id))
+    version = _version(spec, options)
+    if previous is not None and previous.options is not None and encoder_id in previous.features \
+            and _version(spec, previous.options) == version:
+        timings[f"reused {encoder_id}"] = time.perf_counter() - start
+        return previous.features[encoder_id]
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
     if cached is not None and cached.shape == (inputs.n_steps, spec.dim):
         report(stage, 1.0)
@@ -201,6 +244,10 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
     if options.cache:
         options.cache.put(sha, encoder_id, version, computed)
     return computed
+
+
+def _version(spec, options: AnalysisOptions) -> str:
+    return feature_version(spec, options.precision, options.face_stride, options.weights.get(spec.id), options.stride)
 
 
 def _probe_result(probe: LinearProbe, features: np.ndarray) -> ProbeResult:

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -32,6 +33,7 @@ class MediaLimits:
     max_duration_s: float = 600.0
     max_width: int = 4096
     max_height: int = 4096
+    max_frames: int = 36_000  # declared or decoded video frames (600 s at 60 fps): frame-rate bombs stop here
     frame_max_side: int = 640  # frames are kept at this working size (longest side)
     min_decoded_fraction: float = 0.9  # below this share of the declared duration: truncated
 
@@ -105,11 +107,13 @@ def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
-def decode(path: str | Path, limits: MediaLimits = MediaLimits()) -> Clip:
-    """Decode `path` into a Clip on the step clock; raise AnalysisError for bad input."""
+def decode(path: str | Path, limits: MediaLimits = MediaLimits(),
+           check_time: Callable[[str], None] | None = None) -> Clip:
+    """Decode `path` into a Clip on the step clock; raise AnalysisError for bad input.
+    `check_time('decode')` is called for every packet (a request's time limit)."""
     path = Path(path)
     with _open(path, limits) as container:
-        return _decode_container(container, path, limits)
+        return _decode_container(container, path, limits, check_time or (lambda stage: None))
 
 
 def _open(path: Path, limits: MediaLimits) -> av.container.InputContainer:
@@ -152,7 +156,8 @@ def _ffmpeg_reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits) -> Clip:
+def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits,
+                      check_time: Callable[[str], None]) -> Clip:
     format_name = container.format.name
     if format_name in TEXT_FORMATS:
         raise AnalysisError(f"is a text file ({format_name}), not a video.", path=path,
@@ -180,6 +185,12 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
         raise AnalysisError(
             f"the clip is {declared:.1f} s long, over the limit of {limits.max_duration_s:.0f} s.",
             path=path, hint="Cut the clip shorter or raise the duration limit.")
+    declared_frames = video.frames or (int(declared * float(video.average_rate))
+                                       if declared is not None and video.average_rate else 0)
+    if declared_frames > limits.max_frames:
+        raise AnalysisError(
+            f"the video declares {declared_frames} frames, over the limit of {limits.max_frames}.",
+            path=path, hint="Lower the frame rate or cut the clip shorter, or raise the frame limit.")
     audio = _decodable_audio(container)
     origin = container.start_time / av.time_base if container.start_time not in (None,) else 0.0
     out_size = working_size(width, height, limits.frame_max_side)
@@ -187,8 +198,10 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
     audio_parts: list[tuple[float, np.ndarray]] = []
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio else None
     streams = [video] + ([audio] if audio else [])
+    video.thread_type = "AUTO"  # frame + slice threads: the decoded pixels do not depend on them
     try:
         for packet in container.demux(*streams):
+            check_time("decode")
             for frame in packet.decode():
                 if frame.time is None:
                     continue
@@ -199,6 +212,10 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
                         path=path, hint="Cut the clip shorter or raise the duration limit.")
                 if isinstance(frame, av.VideoFrame):
                     picker.add(frame, time)
+                    if picker.frame_count > limits.max_frames:
+                        raise AnalysisError(
+                            f"the video has more than {limits.max_frames} frames (the limit).", path=path,
+                            hint="Lower the frame rate or cut the clip shorter, or raise the frame limit.")
                 else:
                     audio_parts.extend((time, chunk) for chunk in _resample(resampler, frame))
         if resampler is not None:
@@ -268,7 +285,10 @@ class _StepFramePicker:
     """
 
     def __init__(self, out_size: tuple[int, int]):
+        from av.video.reformatter import VideoReformatter
+
         self.out_size = out_size
+        self.reformatter = VideoReformatter()  # one scaler context for every frame (same pixels, half the time)
         self.images: list[np.ndarray] = []  # one per step assigned so far
         self.image_times: list[float] = []
         self.pending: tuple[av.VideoFrame, float] | None = None
@@ -296,7 +316,8 @@ class _StepFramePicker:
         frame, time = self.pending
         if self.pending_image is None:
             width, height = self.out_size
-            self.pending_image = frame.to_ndarray(format="rgb24", width=width, height=height)
+            self.pending_image = self.reformatter.reformat(frame, width=width, height=height,
+                                                           format="rgb24").to_ndarray()
         self.images.append(self.pending_image)
         self.image_times.append(time)
 

@@ -65,3 +65,52 @@ def gradient_frames(n: int, width: int = 64, height: int = 48) -> np.ndarray:
     frame shown at each step can be identified after decoding."""
     values = (np.arange(n) * 4 % 256).astype(np.uint8)
     return np.broadcast_to(values[:, None, None, None], (n, height, width, 3)).copy()
+
+
+# -- the reliability and security summary printed at the end of every run -------------------
+# Tests report figures through the `figures` fixture; tests marked security("what") are the
+# security checks. Both are printed with the test's outcome, without needing `-s`.
+
+_FIGURES: dict[str, list[str]] = {}
+_SECURITY: dict[str, str] = {}
+_OUTCOMES: dict[str, str] = {}
+
+
+@pytest.fixture()
+def figures(request):
+    """Call with one line of measured figures; it is printed in the run's summary."""
+    return _FIGURES.setdefault(request.node.nodeid, []).append
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("security")
+        if marker is not None:
+            _SECURITY[item.nodeid] = marker.args[0]
+
+
+def pytest_runtest_logreport(report):
+    """A test's outcome: its call's, unless a set-up or tear-down failed or it was skipped."""
+    if (report.failed or report.skipped or report.when == "call") and _OUTCOMES.get(report.nodeid) != "failed":
+        _OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter):
+    def verdict(nodeid: str) -> str:
+        return {"passed": "PASS", "failed": "FAIL", "skipped": "SKIPPED"}.get(_OUTCOMES.get(nodeid, ""), "NOT RUN")
+
+    if _FIGURES:
+        terminalreporter.section("reliability figures")
+        for nodeid, lines in _FIGURES.items():
+            for line in lines:
+                terminalreporter.write_line(f"{verdict(nodeid):<7} {line}")
+    checks: dict[str, list[str]] = {}  # check → the verdicts of its test cases (parametrised tests have several)
+    for nodeid, what in _SECURITY.items():
+        if nodeid in _OUTCOMES:
+            checks.setdefault(what, []).append(verdict(nodeid))
+    if checks:
+        terminalreporter.section("security checks")
+        for what, verdicts in checks.items():
+            overall = "FAIL" if "FAIL" in verdicts else "PASS" if set(verdicts) == {"PASS"} else verdicts[0]
+            cases = f" ({len(verdicts)} cases)" if len(verdicts) > 1 else ""
+            terminalreporter.write_line(f"{overall:<7} {what}{cases}")

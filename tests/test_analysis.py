@@ -85,6 +85,56 @@ def test_second_probe_reuses_cached_features(face_clip, register, tmp_path, monk
     assert "faces" not in second.timings  # audio-only: no face tracking
 
 
+def test_switching_probe_reuses_the_previous_analysis(face_clip, monkeypatch):
+    """A second analysis of the same video with another probe over the same encoder decodes
+    nothing, tracks no faces and encodes nothing; its scores match a fresh analysis."""
+    options = AnalysisOptions(cache=None)
+    first = analyze(face_clip, ["demo/visual-selfblend"], options)
+    fresh = analyze(face_clip, ["random@selfblend-cnn"], options)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("decoded, tracked or loaded although the previous analysis had it")
+
+    for name in ("decode", "track_faces", "get_encoder"):
+        monkeypatch.setattr(analysis, name, no_work)
+    switched = analyze(face_clip, ["random@selfblend-cnn"], options, previous=first)
+    assert "reused selfblend-cnn" in switched.timings
+    assert np.array_equal(switched.probes["random@selfblend-cnn"].scores.logits,
+                          fresh.probes["random@selfblend-cnn"].scores.logits)
+
+
+def test_previous_analysis_with_other_settings_or_video_is_not_reused(face_clip, tmp_path):
+    first = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None))
+    strided = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, stride=4), previous=first)
+    assert "encoder selfblend-cnn" in strided.timings  # another encoder stride: features recomputed
+    other = write_test_clip(tmp_path / "other.mp4", gradient_frames(25))
+    assert not first.reusable_for(other) and first.reusable_for(face_clip)
+
+
+def test_naive_and_fast_frame_batches_give_the_same_features(face_clip):
+    fast = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None))
+    naive = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, batch_frames=1, precision="fp32"))
+    assert np.allclose(fast.features["selfblend-cnn"], naive.features["selfblend-cnn"], atol=1e-5)
+
+
+def test_encoder_stride_computes_every_nth_step_and_interpolates(face_clip):
+    full = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None)).features["selfblend-cnn"]
+    strided = analyze(face_clip, ["demo/visual-selfblend"],
+                      AnalysisOptions(cache=None, stride=4)).features["selfblend-cnn"]
+    n = len(full)
+    computed = list(range(0, n, 4)) + ([n - 1] if (n - 1) % 4 else [])
+    assert np.allclose(strided[computed], full[computed], atol=1e-5)
+    between = 2  # halfway between steps 0 and 4
+    assert np.allclose(strided[between], (full[0] + full[4]) / 2, atol=1e-5)
+
+
+def test_time_limit_stops_an_analysis_with_a_clear_error(face_clip):
+    with pytest.raises(AnalysisError, match=r"longer than the limit of 1e-06 s \(stopped at: decode\)"):
+        analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, time_limit_s=1e-6))
+    result = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, time_limit_s=600))
+    assert result.media.n_steps == 50
+
+
 def test_damaged_cache_entry_is_recomputed(face_clip, register, tmp_path):
     register(EncoderSpec("tiny-hubert", "hubert", "audio", "random", 64, None, TINY_AUDIO))
     options = AnalysisOptions(cache=FeatureCache(tmp_path / "cache"))

@@ -90,6 +90,7 @@ def _write_rows(path: Path, fixtures_dir: Path, edit) -> Path:
     return path
 
 
+@pytest.mark.security("ExDDV import: bad rows are named and refused; good rows imported only when asked")
 @pytest.mark.parametrize("edit, message", [
     (lambda rows: rows[2].update(click_locations="{not json"), "row 3 .*click_locations is not valid JSON"),
     (lambda rows: rows[1].update(click_locations='{"5": {"x": 1.2, "y": 0.5}}'), "row 2 .*x = 1.2 is outside"),

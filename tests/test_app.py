@@ -134,6 +134,7 @@ def chromium_page(playwright):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/run_tests.sh installs it "
                                              "when run as root)")
+@pytest.mark.security("annotation notes with HTML/JS are stored as text and rendered escaped in the browser")
 def test_browser_analyse_then_annotate(app_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -188,7 +189,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def test_eight_concurrent_clients_are_all_answered_without_cross_talk(app_server):
+def test_eight_concurrent_clients_are_all_answered_without_cross_talk(app_server, figures):
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client
@@ -210,11 +211,12 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(app_server
     for clip, (summary, _) in zip(clips, answers):
         assert f"**{clip.name}**" in summary  # each client got its own clip's result
     after = rss_mb(app_server["process"].pid)
-    print(f"\nload: {len(clips)} requests, 0 errors, wall {wall:.1f} s, p50 {latencies[len(latencies) // 2]:.1f} s, "
+    figures(f"load: {len(clips)} requests, 0 errors, wall {wall:.1f} s, p50 {latencies[len(latencies) // 2]:.1f} s, "
           f"p95 {latencies[-1]:.1f} s, app RSS {baseline:.0f} → {after:.0f} MB")
     assert after < baseline * 1.5 + 200
 
 
+@pytest.mark.security("16 concurrent annotators through the API: no click lost, integrity check ok")
 def test_sixteen_annotators_through_the_api_lose_nothing(app_server):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -234,7 +236,8 @@ def test_sixteen_annotators_through_the_api_lose_nothing(app_server):
     assert store.integrity_check() == "ok"
 
 
-def test_app_killed_during_writes_keeps_every_committed_click(tmp_path):
+@pytest.mark.security("kill -9 of the app during writes: every committed click kept, integrity check ok")
+def test_app_killed_during_writes_keeps_every_committed_click(tmp_path, figures):
     import signal
     import threading
 
@@ -267,7 +270,27 @@ def test_app_killed_during_writes_keeps_every_committed_click(tmp_path):
         writer.join(timeout=60)
     store = AnnotationStore(tmp_path / "clicks.sqlite")
     stored = {c.id for c in store.list(annotator="crash-test")}
-    print(f"\ncrash: {len(committed)} clicks acknowledged before kill -9, {len(stored)} stored, "
+    figures(f"crash recovery: {len(committed)} clicks acknowledged before kill -9, {len(stored)} stored, "
           f"integrity {store.integrity_check()}")
     assert len(committed) >= 20 and set(committed) <= stored
     assert store.integrity_check() == "ok"
+
+
+@pytest.mark.security("temporary files: a failed analysis leaves no folder; folders of cancelled requests are pruned")
+def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tmp_path, monkeypatch):
+    import gradio as gr
+
+    import app
+
+    monkeypatch.setattr(app, "TEMP_ROOT", tmp_path / "scratch")
+    stale = app.scratch_folder("reports")  # as left by a request that was cancelled
+    os.utime(stale, (time.time() - 2 * app.TEMP_TTL_S,) * 2)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    with pytest.raises(gr.Error, match="broken.mp4"):
+        app.run_analysis(str(broken), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    assert list((tmp_path / "scratch" / "reports").iterdir()) == []  # the stale folder and the failed one
+    monkeypatch.setenv("AVXPLAIN_TIME_LIMIT_S", "0.000001")
+    with pytest.raises(gr.Error, match="longer than the limit"):
+        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    assert list((tmp_path / "scratch" / "reports").iterdir()) == []

@@ -196,3 +196,23 @@ def test_packaged_speaker_encoder_marks_a_spliced_voice(tmp_path):
     inside = deviation[int(1.2 * 25):int(1.8 * 25)].mean()
     outside = np.concatenate([deviation[int(0.3 * 25):int(0.6 * 25)], deviation[int(2.4 * 25):int(2.8 * 25)]]).mean()
     assert inside > 1.3 * outside, (inside, outside)  # measured 1.45 with the splice, 0.9 without
+
+
+def test_strided_steps_and_interpolation():
+    from models.encoders.base import interpolate_steps, strided_steps
+
+    assert strided_steps(10, 4).tolist() == [0, 4, 8, 9]
+    assert strided_steps(9, 4).tolist() == [0, 4, 8]
+    assert strided_steps(1, 5).tolist() == [0]
+    values = np.array([[0.0], [4.0], [8.0], [9.0]])
+    assert interpolate_steps(values, strided_steps(10, 4), 10)[:, 0].tolist() == list(range(10))
+    assert interpolate_steps(np.array([[3.0]]), np.array([0]), 3)[:, 0].tolist() == [3.0, 3.0, 3.0]
+
+
+def test_encoder_stride_is_part_of_the_cache_key_of_per_frame_encoders_only():
+    from models.encoders import get_spec
+    from models.encoders.base import feature_version
+
+    frame, audio = get_spec("random-clip-vit-b16"), get_spec("random-wav2vec2-xls-r-300m")
+    assert feature_version(frame, "fp32", 1, stride=5) != feature_version(frame, "fp32", 1)
+    assert feature_version(audio, "fp32", 1, stride=5) == feature_version(audio, "fp32", 1)

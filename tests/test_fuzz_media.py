@@ -161,7 +161,7 @@ class Worker:
         self.process.join(timeout=30)
 
 
-def test_fuzzed_and_crafted_media(tmp_path):
+def test_fuzzed_and_crafted_media(tmp_path, figures):
     cases_dir, worker_tmp = tmp_path / "cases", tmp_path / "worker-tmp"
     cases_dir.mkdir()
     worker_tmp.mkdir()
@@ -187,7 +187,7 @@ def test_fuzzed_and_crafted_media(tmp_path):
     finally:
         worker.stop()
     passed = outcomes.get("analysed", 0) + outcomes.get("clear error", 0)
-    print(f"\nfuzz: {len(cases)} cases tried, {passed} passed ({outcomes}), slowest {slowest:.1f} s "
+    figures(f"fuzz: {len(cases)} cases tried, {passed} passed ({outcomes}), slowest {slowest:.1f} s "
           f"(limit {CASE_TIME_LIMIT_S} s)")
     assert len(cases) >= 300
     assert not failures, "\n".join(failures)

@@ -1,6 +1,7 @@
 """Decoding onto the 25 Hz clock, containers and formats, and bad files."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -95,6 +96,33 @@ def test_limits_are_enforced_before_decoding(tmp_path):
         decode(path, MediaLimits(max_duration_s=2))
     with pytest.raises(AnalysisError, match="64×48, over the limit of 32×32"):
         decode(path, MediaLimits(max_width=32, max_height=32))
+    with pytest.raises(AnalysisError, match="declares 75 frames, over the limit of 50"):
+        decode(path, MediaLimits(max_frames=50))
+
+
+def test_frame_rate_bomb_is_refused_from_the_header(tmp_path):
+    """A short clip at 1000 fps declaring 3000 frames stops before anything is decoded."""
+    from fractions import Fraction
+
+    path = write_test_clip(tmp_path / "bomb.mp4", gradient_frames(3000, 16, 16), fps=Fraction(1000))
+    started = time.perf_counter()
+    with pytest.raises(AnalysisError, match="declares 3000 frames, over the limit of 1000"):
+        decode(path, MediaLimits(max_frames=1000))
+    assert time.perf_counter() - started < 1.0
+
+
+def test_decoding_stops_when_the_time_check_says_so(tmp_path):
+    path = write_test_clip(tmp_path / "clip.mp4", gradient_frames(50))
+    seen = []
+
+    def out_of_time(stage: str) -> None:
+        seen.append(stage)
+        if len(seen) > 3:
+            raise AnalysisError("the analysis took longer than the limit of 1 s (stopped at: decode).")
+
+    with pytest.raises(AnalysisError, match="stopped at: decode"):
+        decode(path, check_time=out_of_time)
+    assert seen == ["decode"] * 4
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:

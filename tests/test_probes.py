@@ -1,6 +1,7 @@
 """Parity with the released SSR-DFD probes, the probe file format, and the zoo."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,7 @@ def test_released_probe_cards_map_to_encoders(app_home):
     assert entries["ssr-dfd/wav2vec2"].card["licence"] == "CC BY-NC-SA 4.0"
 
 
+@pytest.mark.security("remote probes: a file whose SHA-256 differs from the zoo entry is refused")
 def test_flipped_byte_is_refused(app_home, fixtures_dir, tmp_path):
     damaged = tmp_path / "wav2vec2.ckpt"
     data = bytearray((fixtures_dir / "ssr-dfd-probes" / "wav2vec2.ckpt").read_bytes())
@@ -59,6 +61,7 @@ def test_flipped_byte_is_refused(app_home, fixtures_dir, tmp_path):
     assert not REMOTE_PROBES["ssr-dfd/wav2vec2"].local_path.exists()
 
 
+@pytest.mark.security("remote probes: a probe changed after download is refused when loaded (SHA-256)")
 def test_probe_damaged_after_fetch_is_refused_on_load(app_home, fixtures_dir):
     path = fetch_remote("ssr-dfd/braven_vsr", source=fixtures_dir / "ssr-dfd-probes" / "braven_vsr.ckpt")
     data = bytearray(path.read_bytes())
@@ -119,6 +122,7 @@ def test_user_probes_join_the_zoo(app_home):
     assert load_probe("user/mine").encoder_id == "random-clip-vit-b16"
 
 
+@pytest.mark.security("probe cards and safetensors are validated (JSON, keys, encoder id, dims, weights) with clear errors")
 @pytest.mark.parametrize("damage,message", [
     ("card_not_json", "not valid JSON"),
     ("card_missing_key", "must be an object with id, encoder, dim"),
@@ -147,6 +151,7 @@ def test_invalid_probe_files_give_clear_errors(tmp_path, damage, message):
         load_probe_file(card)
 
 
+@pytest.mark.security("checkpoints: a pickle payload in a probe checkpoint is not executed (torch.load weights_only)")
 def test_pickle_payloads_are_not_executed(tmp_path, app_home):
     import pickle
 
@@ -171,3 +176,18 @@ def test_fusion_is_the_mean_probability():
     fused = fuse([a.score(features), b.score(features)])
     assert np.allclose(fused.probabilities, (a.score(features).probabilities + b.score(features).probabilities) / 2)
     assert fused.p_fake == pytest.approx((a.score(features).p_fake + b.score(features).p_fake) / 2)
+
+
+@pytest.mark.security("no model is loaded with trust_remote_code, and torch.load always has weights_only=True")
+def test_no_remote_code_and_no_unrestricted_unpickling():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for folder in ("models", "explain") for p in (root / folder).rglob("*.py")]
+    sources += [root / "app.py", root / "cli.py"]
+    for path in sources:
+        text = path.read_text()
+        assert "trust_remote_code=True" not in text, path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path}: {call}"
+    assert len(sources) > 20

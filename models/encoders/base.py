@@ -16,6 +16,8 @@ from models.media import Clip
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
 SOURCES = ("hub", "random", "package", "project", "external")
+STRIDED_FAMILIES = ("clip", "fsfm", "selfblend")  # per-frame image encoders: `stride` runs them on every N-th step
+FRAME_BATCH = 16  # face crops per forward pass
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,13 @@ class EncoderSpec:
 class ClipInputs:
     """The inputs encoders take from one clip, each computed once and shared."""
 
-    def __init__(self, clip: Clip, track: FaceTrack | None, features: dict[str, np.ndarray] | None = None):
+    def __init__(self, clip: Clip, track: FaceTrack | None, features: dict[str, np.ndarray] | None = None,
+                 batch_frames: int = FRAME_BATCH, stride: int = 1):
         self.clip = clip
         self.track = track
         self.features = features or {}  # precomputed features for external encoders
+        self.batch_frames = max(1, batch_frames)  # crops per forward pass (1: the naive baseline)
+        self.stride = max(1, stride)  # per-frame encoders run on every `stride`-th step, interpolated between
 
     @property
     def n_steps(self) -> int:
@@ -117,11 +122,15 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights: str | None = None) -> str:
+def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights: str | None = None,
+                    stride: int = 1) -> str:
     """The feature-cache key part for an encoder's settings: preprocessing version, width,
-    numeric precision, face-detection stride and, when they can change, which weights."""
+    numeric precision, face-detection stride, the encoder stride of per-frame encoders and,
+    when they can change, which weights."""
     dtype = str(resolve_dtype(precision)).removeprefix("torch.")
     version = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
+    if stride > 1 and spec.family in STRIDED_FAMILIES:
+        version += f"-stride{stride}"
     tag = weights_tag(spec, weights)
     return f"{version}-{tag}" if tag else version
 
@@ -155,6 +164,24 @@ def fit_steps(features: np.ndarray, n_steps: int) -> np.ndarray:
     if len(features) >= n_steps:
         return features[:n_steps]
     return np.concatenate([features, np.repeat(features[-1:], n_steps - len(features), 0)], 0)
+
+
+def strided_steps(n_steps: int, stride: int) -> np.ndarray:
+    """Every `stride`-th step, and always the last one."""
+    steps = np.arange(0, n_steps, max(1, stride))
+    return steps if steps[-1] == n_steps - 1 else np.append(steps, n_steps - 1)
+
+
+def interpolate_steps(features: np.ndarray, steps: np.ndarray, n_steps: int) -> np.ndarray:
+    """Features computed at `steps` (K × D), linearly interpolated to every step (n_steps × D)."""
+    if len(steps) == n_steps:
+        return features
+    upper = np.clip(np.searchsorted(steps, np.arange(n_steps)), 1, len(steps) - 1) if len(steps) > 1 else None
+    if upper is None:
+        return np.repeat(features, n_steps, 0)
+    lower = upper - 1
+    weight = ((np.arange(n_steps) - steps[lower]) / (steps[upper] - steps[lower]))[:, None]
+    return ((1 - weight) * features[lower] + weight * features[upper]).astype(features.dtype)
 
 
 def offline_mode() -> bool:

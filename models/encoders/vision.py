@@ -8,14 +8,13 @@ import numpy as np
 import torch
 
 from models.encoders.base import (ClipInputs, Encoder, EncoderSpec, Progress, batched, hub_unavailable,
-                                  is_local_path)
+                                  interpolate_steps, is_local_path, strided_steps)
 from models.errors import AnalysisError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BATCH_FRAMES = 16
 
 
 def to_tensor(images: np.ndarray, mean: tuple, std: tuple, dtype: torch.dtype) -> torch.Tensor:
@@ -46,13 +45,16 @@ class FrameEncoder(Encoder):
 
     @torch.inference_mode()
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
-        images = self.images(inputs)
+        """Features of every step's crop, in batches of `inputs.batch_frames`; with a stride,
+        of every stride-th step, linearly interpolated in between."""
+        steps = strided_steps(inputs.n_steps, inputs.stride)
+        images = self.images(inputs)[steps]
         out = []
-        for start, batch in batched(images, BATCH_FRAMES):
+        for start, batch in batched(images, inputs.batch_frames):
             out.append(self.forward(self.preprocess(batch)).float().numpy())
             if progress:
                 progress(min(1.0, (start + len(batch)) / len(images)))
-        return np.concatenate(out, 0)
+        return interpolate_steps(np.concatenate(out, 0), steps, inputs.n_steps)
 
 
 class ClipEncoder(FrameEncoder):

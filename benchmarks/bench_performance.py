@@ -1,0 +1,302 @@
+"""Performance benchmark: analysis time, memory and efficiency against a naive baseline
+and the machine's own matrix-multiply peak, all measured in one run (ratios, since shared
+machines are noisy). Every measured pipeline runs in its own process, so peak resident
+memory is its own.
+
+    python benchmarks/bench_performance.py [--out out/bench_performance.json] [--skip-large]
+
+Modes: fast = the app's defaults (precision auto: bf16 where the CPU has bf16 units, else
+fp32; 16 crops per forward pass; faces detected on every step); naive = fp32, one crop
+per forward pass, faces on every step, no feature cache. Rows:
+  (a) the bundled probes demo/audio-selfsplice + demo/visual-selfblend with Grad-CAM on
+      the top 3 steps, on a 10 s 1280×720 25 fps clip with speech (fast, naive, and fast
+      with --face-stride 5);
+  (b) a ViT-L/14 (CLIP architecture, random weights) probe at every step, and with
+      --stride 5; Grad-CAM on 3 of its steps;
+  (c) a wav2vec2-large (XLS-R 300M architecture, random weights) probe;
+  the fp32 / bf16 matrix-multiply peak and the share of it the ViT-L/14 forward reaches;
+  switching probe with the first analysis reused; the 60 s clip against the 10 s clip;
+  app startup to ready.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_PROBES = ["demo/audio-selfsplice", "demo/visual-selfblend"]
+VIT_L_PROBE = "random@random-clip-vit-l14"
+W2V_LARGE_PROBE = "random@random-wav2vec2-xls-r-300m"
+SWITCH_PROBE = "random@selfblend-cnn"  # another probe over the same encoder
+MODES = {"fast": {}, "naive": {"precision": "fp32", "batch_frames": 1, "face_stride": 1}}
+
+
+# -- the clips -------------------------------------------------------------------------------
+
+def speech_track(seconds: float) -> np.ndarray:
+    """`seconds` of speech: espeak-ng sentences back to back where installed, else the
+    project's speech-like stand-in."""
+    from models.generator import VOICES, WORDS, speech
+    from models.timing import SAMPLE_RATE
+
+    total, parts, index = int(seconds * SAMPLE_RATE), [], 0
+    while sum(len(p) for p in parts) < total:
+        words = " ".join(WORDS[(7 * index) % len(WORDS):][:9]) or "hello there"
+        parts.append(speech(words, VOICES[index % len(VOICES)], 160, 50, seed=index))
+        parts.append(np.zeros(SAMPLE_RATE // 5, np.float32))
+        index += 1
+    return np.concatenate(parts)[:total].astype(np.float32)
+
+
+def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720) -> Path:
+    """A talking-head-like test clip: the astronaut photo moving over the frame, with speech."""
+    from models.media import write_test_clip
+    from models.synthetic import moving_astronaut
+
+    scene = moving_astronaut(int(round(seconds * 25)), width=width, height=height, scale=height / 512 * 0.8)
+    return write_test_clip(path, scene.frames, audio=speech_track(seconds))
+
+
+# -- one measured pipeline (child process) ---------------------------------------------------
+
+def stage_times(timings: dict[str, float]) -> dict[str, float]:
+    """Per-stage seconds from an analysis' timings (encoders, loading and reuse summed)."""
+    out = {"decode": 0.0, "faces": 0.0, "crops": 0.0, "load": 0.0, "encode": 0.0, "probes": 0.0}
+    for key, value in timings.items():
+        name = key.split(" ")[0]
+        name = "encode" if name in ("encoder", "cache", "reused") else name
+        out[name] = out.get(name, 0.0) + value
+    return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it does not carry the
+    parent's peak across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_pipeline(spec: dict) -> dict:
+    """Analyse spec['clip'] with spec['probes'] under spec['options']; optionally Grad-CAM on
+    the top spec['gradcam'] steps and a probe switch; timings, peak RSS and the logits."""
+    from explain.spatial import explain_spatial, spatial_probes
+    from models.analysis import AnalysisOptions, analyze
+
+    options = AnalysisOptions(cache=None, **spec.get("options", {}))
+    start = time.perf_counter()
+    result = analyze(spec["clip"], spec["probes"], options)
+    analysis = time.perf_counter() - start
+    gradcam = 0.0
+    if spec.get("gradcam"):
+        start = time.perf_counter()
+        for probe_id in spatial_probes(result):
+            explain_spatial(result, probe_id, k=spec["gradcam"], sanity=False)
+        gradcam = time.perf_counter() - start
+    out = {"analysis_s": analysis, "gradcam_s": gradcam, "total_s": analysis + gradcam,
+           "stages": stage_times(result.timings), "steps": result.media.n_steps,
+           "peak_rss_mb": peak_rss_mb(),
+           "logits": {pid: r.scores.logits.tolist() for pid, r in result.probes.items()},
+           "p_fake": {pid: r.scores.p_fake for pid, r in result.probes.items()}}
+    if spec.get("switch"):
+        start = time.perf_counter()
+        analyze(spec["clip"], spec["switch"], options, previous=result)
+        out["switch_s"] = time.perf_counter() - start
+    return out
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of GFLOP/s of a size×size matrix multiply in this process."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def run_efficiency(spec: dict) -> dict:
+    """The machine's fp32 and bf16 matmul peaks, and the ViT-L/14 forward's GFLOP/s on a
+    batch of 16 face crops at the encoder's precision (FLOPs counted by torch)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.encoders import get_encoder
+
+    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16", size=512, repeats=2)}
+    encoder = get_encoder("random-clip-vit-l14")
+    crops = np.random.default_rng(0).integers(0, 255, (16, 224, 224, 3), dtype=np.uint8)
+    pixels = encoder.preprocess(crops)
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            encoder.forward(pixels)
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            encoder.forward(pixels)
+            best = min(best, time.perf_counter() - start)
+    from models.encoders.base import cpu_has_fast_bf16
+
+    precision = "bf16" if encoder.dtype == torch.bfloat16 else "fp32"
+    achieved = counter.get_total_flops() / best / 1e9
+    return {"peak_gflops": peaks, "bf16_units": cpu_has_fast_bf16(), "encoder_precision": precision, "vit_l14_gflops": achieved,
+            "vit_l14_gflop_per_crop": counter.get_total_flops() / 16 / 1e9, "vit_l14_s_per_crop": best / 16,
+            "share_of_peak_in_use": achieved / peaks[precision], "share_of_bf16_peak": achieved / peaks["bf16"]}
+
+
+def child(kind: str, spec: dict) -> dict:
+    """Run one measurement in a fresh process and return its JSON."""
+    run = subprocess.run([sys.executable, __file__, "--child", kind, "--spec", json.dumps(spec)],
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {run.stderr.strip().splitlines()[-3:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+# -- the report ------------------------------------------------------------------------------
+
+def max_logit_difference(a: dict, b: dict) -> float:
+    return max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k])))) for k in a)
+
+
+def check(rows: list, name: str, value: float, target: str, passed: bool | None, unit: str = "") -> None:
+    rows.append({"check": name, "value": round(value, 4), "unit": unit, "target": target,
+                 "pass": None if passed is None else bool(passed)})
+
+
+def stage_table(runs: dict[str, dict]) -> str:
+    header = f"{'run':<24}{'decode':>8}{'faces':>8}{'crops':>7}{'load':>7}{'encode':>8}{'probes':>7}" \
+             f"{'gradcam':>8}{'total':>8}{'x RT':>6}{'peak MB':>9}"
+    lines = [header, "-" * len(header)]
+    for name, run in runs.items():
+        s = run["stages"]
+        lines.append(f"{name:<24}{s['decode']:8.2f}{s['faces']:8.2f}{s['crops']:7.2f}{s['load']:7.2f}"
+                     f"{s['encode']:8.2f}{s['probes']:7.3f}{run['gradcam_s']:8.2f}{run['total_s']:8.2f}"
+                     f"{run['total_s'] / (run['steps'] / 25):6.2f}{run['peak_rss_mb']:9.0f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "out" / "bench_performance.json"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--long-seconds", type=float, default=60.0)
+    parser.add_argument("--skip-large", action="store_true", help="leave out (b) and (c) (minutes on 2 cores)")
+    parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.spec)
+        print(json.dumps(run_efficiency(spec) if args.child == "efficiency" else run_pipeline(spec)))
+        return 0
+
+    runs, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        short = str(make_clip(Path(tmp) / "short.mp4", args.seconds))
+        long = str(make_clip(Path(tmp) / "long.mp4", args.long_seconds))
+        print(f"clips: {args.seconds:.0f} s and {args.long_seconds:.0f} s, 1280×720, 25 fps, speech; "
+              f"{os.cpu_count()} cores", flush=True)
+        for mode, options in MODES.items():
+            runs[f"(a) {mode}"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES, "options": options,
+                                                     "gradcam": 3, "switch": [SWITCH_PROBE]})
+        runs["(a) fast, face stride 5"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES,
+                                                             "options": {"face_stride": 5}, "gradcam": 3})
+        runs[f"(a) fast, {args.long_seconds:.0f} s clip"] = child("pipeline", {"clip": long, "probes": DEFAULT_PROBES,
+                                                                               "gradcam": 3})
+        if not args.skip_large:
+            runs["(b) ViT-L/14 fast"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE], "gradcam": 3})
+            runs["(b) ViT-L/14 stride 5"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE],
+                                                               "options": {"stride": 5}})
+            for mode, options in MODES.items():
+                runs[f"(c) wav2vec2-large {mode}"] = child("pipeline", {"clip": short, "probes": [W2V_LARGE_PROBE],
+                                                                        "options": options})
+            efficiency = child("efficiency", {})
+    print(stage_table(runs))
+
+    fast, naive = runs["(a) fast"], runs["(a) naive"]
+    check(rows, "(a) wall time, 10 s clip", fast["total_s"], "<= 10 s", fast["total_s"] <= 10, "s")
+    check(rows, "(a) speed-up over naive", naive["total_s"] / fast["total_s"], ">= 4x",
+          naive["total_s"] / fast["total_s"] >= 4, "x")
+    check(rows, "(a) max |logit| fast vs naive (fp32)", max_logit_difference(fast["logits"], naive["logits"]),
+          "<= 0.05", max_logit_difference(fast["logits"], naive["logits"]) <= 0.05)
+    strided = runs["(a) fast, face stride 5"]
+    check(rows, "(a) face stride 5: speed-up over naive", naive["total_s"] / strided["total_s"], "trade-off",
+          None, "x")
+    check(rows, "(a) face stride 5: max |logit| vs every step", max_logit_difference(strided["logits"], fast["logits"]),
+          "<= 0.05", max_logit_difference(strided["logits"], fast["logits"]) <= 0.05)
+    check(rows, "switching probe (first analysis reused)", fast["switch_s"], "<= 0.5 s", fast["switch_s"] <= 0.5, "s")
+    long_run = runs[f"(a) fast, {args.long_seconds:.0f} s clip"]
+    time_ratio = long_run["total_s"] / fast["total_s"]
+    memory_ratio = long_run["peak_rss_mb"] / fast["peak_rss_mb"]
+    check(rows, f"{args.long_seconds:.0f} s / {args.seconds:.0f} s clip time", time_ratio, "<= 6.5x",
+          time_ratio <= 6.5, "x")
+    check(rows, f"{args.long_seconds:.0f} s / {args.seconds:.0f} s clip peak memory", memory_ratio, "<= 1.5x",
+          memory_ratio <= 1.5, "x")
+    if not args.skip_large:
+        vit, vit5 = runs["(b) ViT-L/14 fast"], runs["(b) ViT-L/14 stride 5"]
+        check(rows, "(b) ViT-L/14 analysis, every step", vit["analysis_s"], "<= 60 s", vit["analysis_s"] <= 60, "s")
+        check(rows, "(b) ViT-L/14 peak memory", vit["peak_rss_mb"], "<= 4096 MB", vit["peak_rss_mb"] <= 4096, "MB")
+        check(rows, "(b) Grad-CAM, 3 steps of ViT-L/14", vit["gradcam_s"], "<= 5 s", vit["gradcam_s"] <= 5, "s")
+        check(rows, "(b) --stride 5 analysis", vit5["analysis_s"], "trade-off", None, "s")
+        check(rows, "(b) --stride 5 max |logit| vs every step", max_logit_difference(vit5["logits"], vit["logits"]),
+              "trade-off", None)
+        spread = float(np.std(np.concatenate([np.asarray(v) for v in vit["logits"].values()])))
+        check(rows, "(b) --stride 5 max |logit| / std of logits", max_logit_difference(vit5["logits"], vit["logits"])
+              / spread, "trade-off", None)
+        precision, share = efficiency["encoder_precision"], efficiency["share_of_peak_in_use"]
+        check(rows, f"(b) ViT-L/14 forward, share of the {precision} matmul peak (precision in use)", share,
+              ">= 0.40", share >= 0.40)
+        check(rows, "(b) ViT-L/14 forward, share of the bf16 matmul peak", efficiency["share_of_bf16_peak"],
+              ">= 0.40" if efficiency["bf16_units"] else "no bf16 units", share >= 0.40 if efficiency["bf16_units"]
+              else None)
+        bound = efficiency["vit_l14_gflop_per_crop"] * vit["steps"] / efficiency["peak_gflops"][precision]
+        check(rows, "(b) every step at 100 % of the matmul peak (lower bound)", bound, "for reference", None, "s")
+        for mode in MODES:
+            run = runs[f"(c) wav2vec2-large {mode}"]
+            check(rows, f"(c) wav2vec2-large {mode}", run["total_s"], "for reference", None, "s")
+    if not args.skip_startup:
+        from benchmarks.bench_startup import one_run
+
+        startup = one_run()
+        check(rows, "app startup to ready", startup["startup_to_ready_s"], "for reference", None, "s")
+
+    width = max(len(r["check"]) for r in rows)
+    print(f"\n{'check':<{width}}  {'value':>10}  {'target':<12} result")
+    for r in rows:
+        verdict = {True: "PASS", False: "FAIL", None: "-"}[r["pass"]]
+        print(f"{r['check']:<{width}}  {r['value']:>10} {r['unit']:<2} {r['target']:<12} {verdict}")
+    if not args.skip_large:
+        peaks = efficiency["peak_gflops"]
+        print(f"\nmatmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s; ViT-L/14 forward "
+              f"{efficiency['vit_l14_gflop_per_crop']:.1f} GFLOP per crop at {efficiency['vit_l14_gflops']:.1f} GFLOP/s "
+              f"({efficiency['encoder_precision']})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": {k: {kk: vv for kk, vv in v.items() if kk != "logits"} for k, v in runs.items()},
+                               "checks": rows, "efficiency": efficiency if not args.skip_large else None},
+                              indent=1))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,8 @@ home's annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import html
 import os
 import shutil
@@ -46,6 +48,7 @@ STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}.
 GALLERY_STEPS = 3
 TEMP_ROOT = Path(tempfile.gettempdir()) / "avxplain-app"
 TEMP_TTL_S = 3600
+SESSION_TTL_S = 3600  # an idle browser session's analysis (frames, features) is dropped after this
 MARKER_COLOUR = (255, 40, 200)
 
 
@@ -154,6 +157,8 @@ def run_analysis(video: str | None, session: Session | None, *groups, progress=g
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        return_freed_memory()
     _replace_reports(session, str(out))
     session.video, session.result, session.sha256 = video, result, result.media.sha256
     gallery = [(str(p), _heatmap_caption(result, p.stem)) for k, p in paths.items() if k.startswith("heatmap_")]
@@ -163,11 +168,27 @@ def run_analysis(video: str | None, session: Session | None, *groups, progress=g
             [str(p) for p in paths.values()], slider)
 
 
-def _replace_reports(session: Session, folder: str) -> None:
+def end_session(session: Session | None) -> None:
+    """When a session expires or closes: remove its report files and free its memory."""
+    if session is not None:
+        _replace_reports(session, None)
+        session.result = session.clip = None
+    return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by finished requests back to the OS (glibc keeps freed heap pages
+    otherwise, so a burst of analyses would leave the process at its peak)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _replace_reports(session: Session, folder: str | None) -> None:
     """Keep one report folder per session: the previous one is removed."""
     for old in session.reports:
         shutil.rmtree(old, ignore_errors=True)
-    session.reports = [folder]
+    session.reports = [folder] if folder else []
 
 
 def _first_peak(result: AnalysisResult) -> int:
@@ -369,7 +390,7 @@ def build_app() -> gr.Blocks:
     available = {pid for choices in groups.values() for _, pid in choices}
     defaults = [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
     with gr.Blocks(title="Audio-visual deepfake probe explorer") as app:
-        session = gr.State(None)
+        session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=end_session)
         gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised encoders "
                     "(SSR-DFD) on a 25 Hz clock: temporal logit curves, Grad-CAM heatmaps, human annotations.")
         banner_box = gr.Markdown(banner(defaults), elem_id="stand-in-banner")

@@ -213,7 +213,7 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(app_server
     after = rss_mb(app_server["process"].pid)
     figures(f"load: {len(clips)} requests, 0 errors, wall {wall:.1f} s, p50 {latencies[len(latencies) // 2]:.1f} s, "
           f"p95 {latencies[-1]:.1f} s, app RSS {baseline:.0f} → {after:.0f} MB")
-    assert after < baseline * 1.5 + 200
+    assert after < baseline * 1.2 + 100  # freed memory is handed back after each request (malloc_trim)
 
 
 @pytest.mark.security("16 concurrent annotators through the API: no click lost, integrity check ok")

@@ -4,8 +4,9 @@
 
 Settings by environment: AVXPLAIN_MAX_DURATION_S (default 120), AVXPLAIN_MAX_UPLOAD_MB
 (default 200), AVXPLAIN_MAX_FRAMES (default 36000), AVXPLAIN_TIME_LIMIT_S (per analysis,
-default 300), AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app
-home's annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
+default 300), AVXPLAIN_SESSION_TTL_S (an idle session's analysis is dropped, default 3600),
+AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app home's
+annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}.
 GALLERY_STEPS = 3
 TEMP_ROOT = Path(tempfile.gettempdir()) / "avxplain-app"
 TEMP_TTL_S = 3600
-SESSION_TTL_S = 3600  # an idle browser session's analysis (frames, features) is dropped after this
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+SESSION_TTL_S = float(os.environ.get("AVXPLAIN_SESSION_TTL_S", 3600))  # an idle session's analysis is dropped then
 MARKER_COLOUR = (255, 40, 200)
 
 
@@ -475,6 +477,8 @@ def build_app() -> gr.Blocks:
 def launch(app: gr.Blocks | None = None, **kwargs):
     """Queue with a concurrency limit (several people can share one instance) and serve."""
     app = app or build_app()
+    with contextlib.suppress(OSError, AttributeError):  # glibc: two heaps for all worker threads instead of
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)  # one per thread, so freed memory goes back to the OS
     app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
     on_space = bool(os.environ.get("SPACE_ID"))  # Hugging Face Spaces set it; their proxy needs 0.0.0.0
     return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),

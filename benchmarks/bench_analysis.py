@@ -18,18 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_performance import make_clip  # noqa: E402  the same 1280×720 clip with speech
+
 DEFAULT_ENCODERS = ["random-wav2vec2-xls-r-300m", "random-wavlm-large", "random-hubert-large",
                     "random-clip-vit-b16", "random-clip-vit-l14", "random-videomae-large", "random-fsfm-vit-b16",
                     "random-wav2vec2-xls-r-2b"]
-
-
-def make_clip(path: Path, seconds: float, width: int, height: int) -> Path:
-    from models.media import write_test_clip
-    from models.synthetic import moving_astronaut, speech_like_audio
-
-    steps = int(round(seconds * 25))
-    scene = moving_astronaut(steps, width=width, height=height, scale=height / 512 * 0.8)
-    return write_test_clip(path, scene.frames, audio=speech_like_audio(seconds))
 
 
 def run_child(encoder_id: str, clip: str, face_stride: int, precision: str) -> dict:
@@ -67,7 +60,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "bench.mp4", args.seconds, width, height)
-        print(f"clip: {args.seconds:.0f} s, {width}×{height}, 25 fps, speech-like audio; threads: "
+        print(f"clip: {args.seconds:.0f} s, {width}×{height}, 25 fps, speech; threads: "
               f"{os.cpu_count()} cores; precision {args.precision}; face stride {args.face_stride}")
         header = f"{'encoder':<28}{'decode':>8}{'faces':>8}{'crops':>8}{'load':>8}{'encode':>9}{'probe':>8}" \
                  f"{'total':>9}{'x RT':>7}{'peak MB':>9}"

@@ -114,12 +114,13 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     switching probes costs only what is new."""
     options = options or AnalysisOptions()
     previous = previous if previous is not None and previous.reusable_for(video) else None
-    report = _stage_reporter(progress, Deadline(options.time_limit_s, video))
+    deadline = Deadline(options.time_limit_s, video)
+    report = _stage_reporter(progress, deadline)
     specs = [get_spec(e) for e in dict.fromkeys(encoder_ids)]
     timings: dict[str, float] = {}
     start = time.perf_counter()
     report("decode", 0.0)
-    clip = previous.clip if previous is not None else decode(video, options.limits, lambda stage: report(stage, 0.0))
+    clip = previous.clip if previous is not None else decode(video, options.limits, deadline.check)
     timings["decode"] = time.perf_counter() - start
     warnings = list(clip.warnings)
     skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}

@@ -1,0 +1,30 @@
+"""The performance benchmark script runs end to end (short clips, large models left out)
+and its invariants hold: fast and naive modes give the same logits, and a probe switch
+reuses the first analysis."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "benchmarks/bench_performance.py", "--skip-large", "--skip-startup",
+                          "--seconds", "2", "--long-seconds", "4", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    checks = {row["check"]: row for row in report["checks"]}
+    assert checks["(a) max |logit| fast vs naive (fp32)"]["pass"] is True
+    assert checks["(a) max |logit| fast vs naive (fp32)"]["value"] <= 1e-4
+    assert checks["switching probe (first analysis reused)"]["value"] < 5.0
+    assert set(report["runs"]) == {"(a) fast", "(a) naive", "(a) fast, face stride 5", "(a) fast, 4 s clip"}
+    for run_figures in report["runs"].values():
+        assert run_figures["steps"] in (50, 100) and run_figures["peak_rss_mb"] > 100
+        assert run_figures["stages"]["decode"] > 0 and run_figures["gradcam_s"] > 0
+    assert "check" in run.stdout and "PASS" in run.stdout

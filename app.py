@@ -153,11 +153,10 @@ def run_analysis(video: str | None, session: Session | None, *groups, progress=g
                          previous=previous)
         progress(0.0, desc="explanations")
         paths = write_report(result, out, spatial_steps=GALLERY_STEPS)
-    except AnalysisError as error:
+    except BaseException as error:  # failed or cancelled: nothing of this request stays on disk
         shutil.rmtree(out, ignore_errors=True)
-        raise user_error(error) from None
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        if isinstance(error, AnalysisError):
+            raise user_error(error) from None
         raise
     finally:
         return_freed_memory()

@@ -71,8 +71,8 @@ class AnalysisResult:
     def reusable_for(self, video: str | Path) -> bool:
         """Whether this result decoded `video` (same path and size) and kept what a re-run reuses."""
         path = Path(video)
-        return (self.clip is not None and self.media.path == str(path) and path.is_file()
-                and path.stat().st_size == self.media.size_bytes)
+        return (self.clip is not None and self.options is not None and self.media.path == str(path)
+                and path.is_file() and path.stat().st_size == self.media.size_bytes)
 
     @property
     def step_times(self) -> np.ndarray:
@@ -128,7 +128,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     track = None
     if any(_needs_faces(s) for s in runnable):
         start = time.perf_counter()
-        same_faces = previous is not None and previous.face_track is not None and previous.options is not None \
+        same_faces = previous is not None and previous.face_track is not None \
             and previous.options.face_stride == options.face_stride
         track = previous.face_track if same_faces else track_faces(
             clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
@@ -224,8 +224,7 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         return features
     sha = inputs.clip.info.sha256
     version = _version(spec, options)
-    if previous is not None and previous.options is not None and encoder_id in previous.features \
-            and _version(spec, previous.options) == version:
+    if previous is not None and encoder_id in previous.features and _version(spec, previous.options) == version:
         timings[f"reused {encoder_id}"] = time.perf_counter() - start
         return previous.features[encoder_id]
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None

@@ -176,9 +176,9 @@ def interpolate_steps(features: np.ndarray, steps: np.ndarray, n_steps: int) -> 
     """Features computed at `steps` (K × D), linearly interpolated to every step (n_steps × D)."""
     if len(steps) == n_steps:
         return features
-    upper = np.clip(np.searchsorted(steps, np.arange(n_steps)), 1, len(steps) - 1) if len(steps) > 1 else None
-    if upper is None:
+    if len(steps) == 1:
         return np.repeat(features, n_steps, 0)
+    upper = np.clip(np.searchsorted(steps, np.arange(n_steps)), 1, len(steps) - 1)
     lower = upper - 1
     weight = ((np.arange(n_steps) - steps[lower]) / (steps[upper] - steps[lower]))[:, None]
     return ((1 - weight) * features[lower] + weight * features[upper]).astype(features.dtype)

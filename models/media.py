@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -63,12 +65,67 @@ class MediaInfo:
         return asdict(self)
 
 
+class StepFrames:
+    """A clip's frames, one per step, kept in an anonymous temporary file rather than in
+    memory: a minute at the working size is a gigabyte, and reading one frame back costs a
+    fraction of a millisecond. The OS removes the file when it is closed (also on a crash).
+    Indexes like a (T, H, W, 3) uint8 array."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, height: int, width: int):
+        self.frame_shape = (height, width, 3)
+        self.frame_bytes = height * width * 3
+        self._count = 0
+        self._file = tempfile.TemporaryFile(prefix="avxplain-frames-")
+
+    def append(self, image: np.ndarray) -> None:
+        if image.shape != self.frame_shape:
+            raise ValueError(f"frame of shape {image.shape}, expected {self.frame_shape}")
+        os.pwrite(self._file.fileno(), np.ascontiguousarray(image, np.uint8).data, self._count * self.frame_bytes)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self._count, *self.frame_shape)
+
+    def frame(self, step: int) -> np.ndarray:
+        """One frame, read back from the file."""
+        if step < 0:
+            step += self._count
+        if not 0 <= step < self._count:
+            raise IndexError(f"step {step} outside 0..{self._count - 1}")
+        image = np.empty(self.frame_shape, np.uint8)
+        os.preadv(self._file.fileno(), [image], step * self.frame_bytes)
+        return image
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple):
+            steps, rest = index[0], index[1:]
+            return self[steps][rest if isinstance(steps, (int, np.integer)) else (slice(None), *rest)]
+        if isinstance(index, (int, np.integer)):
+            return self.frame(int(index))
+        steps = np.arange(self._count)[index]
+        return np.stack([self.frame(int(step)) for step in steps]) if len(steps) else \
+            np.zeros((0, *self.frame_shape), np.uint8)
+
+    def __iter__(self):
+        return (self.frame(step) for step in range(self._count))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        frames = self[:]
+        return frames.astype(dtype) if dtype is not None else frames
+
+
 @dataclass
 class Clip:
     """A decoded clip: one frame per analysis step, their source timestamps, audio."""
 
     info: MediaInfo
-    frames: np.ndarray  # (T, H, W, 3) uint8 RGB at the working size
+    frames: np.ndarray | StepFrames  # (T, H, W, 3) uint8 RGB at the working size
     frame_times: np.ndarray  # (T,) timestamp in seconds of the frame shown at each step
     audio: np.ndarray | None  # (N,) float32 mono at SAMPLE_RATE, None without an audio track
     warnings: list[str] = field(default_factory=list)
@@ -289,7 +346,7 @@ class _StepFramePicker:
 
         self.out_size = out_size
         self.reformatter = VideoReformatter()  # one scaler context for every frame (same pixels, half the time)
-        self.images: list[np.ndarray] = []  # one per step assigned so far
+        self.images = StepFrames(out_size[1], out_size[0])  # one per step assigned so far
         self.image_times: list[float] = []
         self.pending: tuple[av.VideoFrame, float] | None = None
         self.pending_image: np.ndarray | None = None
@@ -327,10 +384,11 @@ class _StepFramePicker:
             return self.times[-1] + 1.0 / STEP_RATE
         return self.times[-1] + float(np.median(np.diff(self.times)))
 
-    def frames_for_steps(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def frames_for_steps(self, n_steps: int) -> tuple[StepFrames, np.ndarray]:
+        """The frames of the first n_steps steps (no step can have been assigned beyond them)."""
         while len(self.images) < n_steps:
             self._assign_pending()
-        return np.stack(self.images[:n_steps]), np.asarray(self.image_times[:n_steps])
+        return self.images, np.asarray(self.image_times[:n_steps])
 
     def mean_fps(self) -> float:
         if len(self.times) < 2:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.errors import AnalysisError
-from models.media import MediaLimits, decode, write_test_clip
+from models.media import MediaLimits, StepFrames, decode, write_test_clip
 from models.timing import SAMPLE_RATE
 from tests.conftest import gradient_frames
 
@@ -27,6 +27,26 @@ def test_constant_rate_25fps_maps_one_frame_per_step(tmp_path):
     assert [frame_index(f) for f in clip.frames] == list(range(50))
     assert clip.audio is None and "no audio track" in clip.warnings[0]
     assert not clip.info.variable_frame_rate
+
+
+def test_step_frames_index_like_an_array_and_leave_no_file(tmp_path, monkeypatch):
+    """Decoded frames live in an anonymous temporary file: every way the code indexes an
+    array gives the same pixels, and nothing is visible in the temporary folder."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    frames = np.random.default_rng(0).integers(0, 256, (7, 6, 10, 3), dtype=np.uint8)
+    stored = StepFrames(6, 10)
+    for frame in frames:
+        stored.append(frame)
+    assert stored.shape == frames.shape and len(stored) == 7 and list(tmp_path.iterdir()) == []
+    for index in (0, 6, -1, np.int64(3), slice(1, 6, 2), [4, 0], (2, 5, 9), (slice(None), 0, 0, 1)):
+        assert np.array_equal(stored[index], frames[index])
+    assert np.array_equal(np.asarray(stored), frames) and all(map(np.array_equal, stored, frames))
+    assert stored[5:5].shape == (0, 6, 10, 3)
+    with pytest.raises(IndexError):
+        stored[7]
+    with pytest.raises(ValueError):
+        stored.append(frames[0, :3])
 
 
 def test_30fps_is_resampled_by_timestamp(tmp_path):

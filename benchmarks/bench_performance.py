@@ -6,8 +6,9 @@ memory is its own.
     python benchmarks/bench_performance.py [--out out/bench_performance.json] [--skip-large]
 
 Modes: fast = the app's defaults (precision auto: bf16 where the CPU has bf16 units, else
-fp32; 16 crops per forward pass; faces detected on every step); naive = fp32, one crop
-per forward pass, faces on every step, no feature cache. Rows:
+fp32; 16 crops per forward pass; faces detected on every step, two frames at once on two
+mediapipe graphs); naive = fp32, one crop per forward pass, faces on every step one frame
+at a time, no feature cache. Rows:
   (a) the bundled probes demo/audio-selfsplice + demo/visual-selfblend with Grad-CAM on
       the top 3 steps, on a 10 s 1280×720 25 fps clip with speech (fast, naive, and fast
       with --face-stride 5);
@@ -39,7 +40,7 @@ DEFAULT_PROBES = ["demo/audio-selfsplice", "demo/visual-selfblend"]
 VIT_L_PROBE = "random@random-clip-vit-l14"
 W2V_LARGE_PROBE = "random@random-wav2vec2-xls-r-300m"
 SWITCH_PROBE = "random@selfblend-cnn"  # another probe over the same encoder
-MODES = {"fast": {}, "naive": {"precision": "fp32", "batch_frames": 1, "face_stride": 1}}
+MODES = {"fast": {}, "naive": {"precision": "fp32", "batch_frames": 1, "face_stride": 1, "face_workers": 1}}
 
 
 # -- the clips -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
 from models.encoders.base import FRAME_BATCH, feature_version
 from models.errors import AnalysisError
-from models.faces import FaceTrack, track_faces
+from models.faces import FACE_WORKERS, FaceTrack, track_faces
 from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.timing import STEP_RATE
@@ -32,6 +32,7 @@ class AnalysisOptions:
 
     limits: MediaLimits = field(default_factory=MediaLimits)
     face_stride: int = 1  # run face detection every N steps, track in between
+    face_workers: int = FACE_WORKERS  # frames detected at once, one mediapipe graph each (same result; 1: naive)
     stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
     batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
     precision: str = "auto"  # fp32 | bf16 | auto
@@ -131,7 +132,8 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
         same_faces = previous is not None and previous.face_track is not None \
             and previous.options.face_stride == options.face_stride
         track = previous.face_track if same_faces else track_faces(
-            clip.frames, stride=options.face_stride, progress=lambda f: report("faces", f))
+            clip.frames, stride=options.face_stride, workers=options.face_workers,
+            progress=lambda f: report("faces", f))
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
     inputs = ClipInputs(clip, track, options.features, options.batch_frames, options.stride)

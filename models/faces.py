@@ -17,7 +17,10 @@ Crop conventions (documented choices):
 """
 from __future__ import annotations
 
+import itertools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -29,6 +32,7 @@ MOUTH_ROI_SIZE = 96
 MOUTH_ROI_CENTRE = 88
 MOUTH_ROI_SCALE = 0.85
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
+FACE_WORKERS = min(2, len(os.sched_getaffinity(0)))  # a mediapipe graph keeps about one core busy: one per core
 
 # Face-mesh landmark indices (mediapipe canonical 468-point topology).
 LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
@@ -147,12 +151,14 @@ class _Detection:
 
 
 class FaceTracker:
-    """Detects one face (the most confident) per frame with mediapipe's bundled models."""
-
-    _lock = threading.Lock()  # mediapipe graphs are not thread-safe
+    """Detects one face (the most confident) per frame with mediapipe's bundled models.
+    Each frame is detected on its own (no state carries over), so several trackers may
+    share a clip's frames and give the same result as one."""
 
     def __init__(self, min_confidence: float = 0.5):
         import mediapipe as mp  # heavy import, only when faces are needed
+
+        self._lock = threading.Lock()  # a mediapipe graph is not thread-safe; separate graphs run in parallel
 
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence)
@@ -210,32 +216,46 @@ def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
     return float(-np.degrees(np.arctan2(dy, dx)))
 
 
-_shared_tracker: FaceTracker | None = None
+_shared_trackers: list[FaceTracker] = []
+_shared_trackers_lock = threading.Lock()
+
+
+def shared_trackers(count: int) -> list[FaceTracker]:
+    """`count` trackers kept for the life of the process (building the mediapipe graphs
+    costs about a second each)."""
+    with _shared_trackers_lock:
+        while len(_shared_trackers) < count:
+            _shared_trackers.append(FaceTracker())
+        return _shared_trackers[:count]
 
 
 def shared_tracker() -> FaceTracker:
-    """One tracker per process: building mediapipe graphs costs about a second."""
-    global _shared_tracker
-    if _shared_tracker is None:
-        _shared_tracker = FaceTracker()
-    return _shared_tracker
+    return shared_trackers(1)[0]
 
 
-def track_faces(frames: np.ndarray, stride: int = 1, tracker: FaceTracker | None = None,
-                progress=None) -> FaceTrack:
-    """Detect faces every `stride` steps, smooth, and fill gaps by interpolation."""
-    tracker = tracker or shared_tracker()
+def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS, progress=None) -> FaceTrack:
+    """Detect faces every `stride` steps, on `workers` trackers at once (the result does not
+    depend on how many), smooth, and fill gaps by interpolation."""
     n_steps, height, width = frames.shape[:3]
     steps = list(range(0, n_steps, max(1, stride)))
     if steps[-1] != n_steps - 1:
         steps.append(n_steps - 1)
-    detections: dict[int, _Detection] = {}
-    for index, step in enumerate(steps):
-        found = tracker.detect(frames[step])
-        if found is not None:
-            detections[step] = found
-        if progress:
-            progress((index + 1) / len(steps))
+    trackers = shared_trackers(max(1, min(workers, len(steps))))
+    done = itertools.count(1)
+
+    def detect_share(tracker: FaceTracker, share: list[int]) -> dict[int, _Detection]:
+        found = {}
+        for step in share:
+            detection = tracker.detect(frames[step])
+            if detection is not None:
+                found[step] = detection
+            if progress:
+                progress(next(done) / len(steps))
+        return found
+
+    shares = [steps[index::len(trackers)] for index in range(len(trackers))]
+    with ThreadPoolExecutor(len(trackers)) as pool:
+        detections = {step: found for share in pool.map(detect_share, trackers, shares) for step, found in share.items()}
     return _build_track(detections, n_steps, width, height, stride)
 
 

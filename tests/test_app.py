@@ -228,7 +228,7 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(tmp_path, 
         time.sleep(3)
         baseline = rss_mb(process.pid)
         bound = baseline * 1.05 + 50  # what a freed burst leaves; it grew by ~45 MB a burst before the fix
-        walls, latencies, peaks, levels = [], [], [], []
+        walls, latencies, levels = [], [], []
         for _ in range(3):
             started = time.perf_counter()
             answers = burst()
@@ -236,14 +236,13 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(tmp_path, 
             for clip, (summary, _) in zip(clips, answers):
                 assert f"**{clip.name}**" in summary  # each client got its own clip's result
             latencies += [seconds for _, seconds in answers]
-            peaks.append(rss_mb(process.pid))
             levels.append(settled_rss(bound))
         latencies.sort()
         figures(f"load: 3 bursts of {len(clips)} concurrent requests, {len(latencies)} answered, 0 errors, wall "
                 f"{max(walls):.1f} s per burst, p50 {latencies[len(latencies) // 2]:.1f} s, p95 "
                 f"{latencies[int(0.95 * (len(latencies) - 1))]:.1f} s; app RSS {baseline:.0f} MB before, "
-                f"{' → '.join(f'{v:.0f}' for v in peaks)} MB as each burst ended, {' → '.join(f'{v:.0f}' for v in levels)} MB "
-                f"after each once its clients left")
+                f"{' → '.join(f'{v:.0f}' for v in levels)} MB after each burst once its clients left (bound "
+                f"{bound:.0f} MB)")
         assert max(levels) <= bound
     finally:
         process.terminate()

@@ -43,6 +43,14 @@ def test_strided_detection_tracks_in_between(scene):
     assert drift.max() < 0.1 * scene.face_width[0]
 
 
+def test_parallel_trackers_give_the_same_track_as_one(scene):
+    """Frames are detected independently, so splitting them over several mediapipe graphs
+    (the default) changes nothing."""
+    one, several = track_faces(scene.frames, workers=1), track_faces(scene.frames, workers=3)
+    for name in ("face_boxes", "mouth_centres", "eye_distances", "angles", "detected", "confidence"):
+        assert np.array_equal(getattr(one, name), getattr(several, name)), name
+
+
 def test_steps_without_a_face_are_reported_and_interpolated(scene):
     frames = scene.frames.copy()
     frames[40:50] = frames[0, 0, 0]  # blank the frame: no face for 10 steps

@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import html
+import inspect
 import os
 import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,8 @@ TEMP_TTL_S = 3600
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 SESSION_TTL_S = float(os.environ.get("AVXPLAIN_SESSION_TTL_S", 3600))  # an idle session's analysis is dropped then
 MAX_SESSIONS = int(os.environ.get("AVXPLAIN_MAX_SESSIONS", 200))  # sessions Gradio keeps; the oldest are dropped
+CLOSED_SESSIONS: OrderedDict[str, None] = OrderedDict()  # recently closed sessions: their running analyses stop
+CLOSED_SESSIONS_KEPT = 1000
 MARKER_COLOUR = (255, 40, 200)
 
 
@@ -139,9 +143,18 @@ def banner(*selected: list[str]) -> str:
 
 # -- analyse ---------------------------------------------------------------------------------
 
-def run_analysis(video: str | None, session: Session | None, *groups, progress=gr.Progress()):
-    """Analyse one video with the chosen probes; the report, the figure and the heatmap gallery."""
+def run_analysis(video: str | None, session: Session | None, *groups, request: gr.Request | None = None,
+                 progress=gr.Progress()):
+    """Analyse one video with the chosen probes; the report, the figure and the heatmap gallery.
+    It stops at its next stage once the tab that asked for it has closed."""
     session = session or Session()
+    session_hash = getattr(request, "session_hash", None)
+
+    def report(stage: str, fraction: float) -> None:
+        if session_hash in CLOSED_SESSIONS:
+            raise AnalysisError("the tab that asked for this analysis was closed; stopped.", path=video)
+        progress(fraction, desc=stage)
+
     probe_ids = [pid for group in groups for pid in (group or [])]
     if not video:
         raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first, or pick an example.")
@@ -150,8 +163,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, progress=g
     out = scratch_folder("reports")
     try:
         previous = session.result if session.video == video else None  # switching probes reuses frames and features
-        result = analyze(video, probe_ids, settings_options(), progress=lambda stage, f: progress(f, desc=stage),
-                         previous=previous)
+        result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
         progress(0.0, desc="explanations")
         paths = write_report(result, out, spatial_steps=GALLERY_STEPS)
     except BaseException as error:  # failed or cancelled: nothing of this request stays on disk
@@ -178,10 +190,31 @@ def end_session(session: Session | None) -> None:
     return_freed_memory()
 
 
+def with_request_and_progress(handler, n_inputs: int):
+    """`handler(*inputs, request=, progress=)` as a function of exactly `n_inputs` inputs plus
+    a request and a progress tracker: Gradio injects those only into named positional
+    parameters, which a handler of a variable number of inputs (one per probe group) lacks."""
+    def wired(*args):
+        *inputs, request, progress = args
+        return handler(*inputs, request=request, progress=progress)
+
+    Parameter = inspect.Parameter
+    wired.__signature__ = inspect.Signature(
+        [Parameter(f"input_{index}", Parameter.POSITIONAL_OR_KEYWORD) for index in range(n_inputs)]
+        + [Parameter("request", Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+           Parameter("progress", Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())])
+    wired.__annotations__ = {"request": gr.Request}
+    wired.__name__, wired.__doc__ = handler.__name__, handler.__doc__
+    return wired
+
+
 def forget_session(app: gr.Blocks, session_hash: str) -> None:
     """A tab or client disconnected: free its analysis now and drop Gradio's copy of the
     session. (Gradio keeps a closed session's state for an hour, whatever its time to live,
     so without this every finished client would hold its frames that long.)"""
+    CLOSED_SESSIONS[session_hash] = None
+    while len(CLOSED_SESSIONS) > CLOSED_SESSIONS_KEPT:
+        CLOSED_SESSIONS.popitem(last=False)
     holder = app.state_holder
     holder.delete_state(session_hash)  # runs end_session on the session's State
     with holder.lock:
@@ -459,8 +492,8 @@ def build_app() -> gr.Blocks:
 
         for box in checkboxes:
             box.change(banner, checkboxes, banner_box, api_name=False)
-        analyse.click(run_analysis, [video, session, *checkboxes], [session, summary, figure, gallery, files, step],
-                      api_name="analyse").then(show_step, [step, session], [step_frame, step_text], api_name=False)
+        analyse.click(with_request_and_progress(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
+                      [session, summary, figure, gallery, files, step], api_name="analyse").then(show_step, [step, session], [step_frame, step_text], api_name=False)
         step.release(show_step, [step, session], [step_frame, step_text], api_name=False)
         gallery.select(pick_gallery, [session], [step], api_name=False).then(
             show_step, [step, session], [step_frame, step_text], api_name=False)

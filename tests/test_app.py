@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -331,7 +332,27 @@ def test_app_killed_during_writes_keeps_every_committed_click(tmp_path, figures)
     assert store.integrity_check() == "ok"
 
 
-@pytest.mark.security("temporary files: a failed analysis leaves no folder; folders of cancelled requests are pruned")
+def test_the_analyse_handler_gets_the_request_and_a_progress_tracker():
+    """Gradio injects gr.Request and gr.Progress only into named positional parameters; the
+    wired handler has them after any number of probe groups (the progress bar shows, and a
+    closed tab's analysis can be stopped)."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    import app
+
+    seen = {}
+    wired = app.with_request_and_progress(lambda *inputs, request, progress: seen.update(
+        inputs=inputs, request=request, progress=progress), 5)
+    injected, progress_index = special_args(wired, ["clip.mp4", None, ["a"], ["f"], ["l"]],
+                                            gr.Request(session_hash="tab-1"))[:2]
+    wired(*injected)
+    assert progress_index == 6 and isinstance(seen["progress"], gr.Progress)
+    assert seen["request"].session_hash == "tab-1" and seen["inputs"] == ("clip.mp4", None, ["a"], ["f"], ["l"])
+
+
+@pytest.mark.security("temporary files: a failed analysis, or one whose tab closed, leaves no folder; stale "
+                      "folders are pruned")
 def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tmp_path, monkeypatch):
     import gradio as gr
 
@@ -348,4 +369,11 @@ def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tm
     monkeypatch.setenv("AVXPLAIN_TIME_LIMIT_S", "0.000001")
     with pytest.raises(gr.Error, match="longer than the limit"):
         app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    assert list((tmp_path / "scratch" / "reports").iterdir()) == []
+    monkeypatch.delenv("AVXPLAIN_TIME_LIMIT_S")
+    closing = SimpleNamespace(session_hash="closed-tab")
+    app.CLOSED_SESSIONS[closing.session_hash] = None  # as forget_session marks a tab that disconnected
+    with pytest.raises(gr.Error, match="was closed"):
+        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], request=closing,
+                         progress=lambda *a, **k: None)
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []

@@ -33,7 +33,7 @@ from explain.annotations import AnnotationStore, Click, export_exddv, import_exd
 from explain.reports import write_report
 from explain.spatial import explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
-from models.analysis import AnalysisOptions, AnalysisResult, analyze
+from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
 from models.encoders import get_spec
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode
@@ -126,6 +126,12 @@ def probe_groups() -> dict[str, list[tuple[str, str]]]:
     for entry in usable_probes():
         groups.setdefault(get_spec(entry.encoder).modality, []).append((describe_probe(entry), entry.id))
     return groups
+
+
+def default_probes(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """The probes ticked when the app opens: the bundled demo probes, else the first usable one."""
+    available = {pid for choices in groups.values() for _, pid in choices}
+    return [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
 
 
 def is_stand_in(probe_id: str) -> bool:
@@ -434,8 +440,7 @@ def api_export(video_name: str, annotator: str) -> str:
 
 def build_app() -> gr.Blocks:
     groups = probe_groups()
-    available = {pid for choices in groups.values() for _, pid in choices}
-    defaults = [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
+    defaults = default_probes(groups)
     with gr.Blocks(title="Audio-visual deepfake probe explorer") as app:
         session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=end_session)
         gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised encoders "
@@ -529,6 +534,8 @@ def launch(app: gr.Blocks | None = None, **kwargs):
     app = app or build_app()
     with contextlib.suppress(OSError, AttributeError):  # glibc: two heaps for all worker threads instead of
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)  # one per thread, so freed memory goes back to the OS
+    # the first request would otherwise pay ~4 s of one-time loading; serving starts meanwhile
+    threading.Thread(target=warm_up, args=(default_probes(probe_groups()),), daemon=True, name="warm-up").start()
     app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
     on_space = bool(os.environ.get("SPACE_ID"))  # Hugging Face Spaces set it; their proxy needs 0.0.0.0
     return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),

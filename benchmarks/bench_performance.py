@@ -1,7 +1,9 @@
 """Performance benchmark: analysis time, memory and efficiency against a naive baseline
 and the machine's own matrix-multiply peak, all measured in one run (ratios, since shared
 machines are noisy). Every measured pipeline runs in its own process, so peak resident
-memory is its own.
+memory is its own; that process first analyses a 1 s clip (the state of a running app
+after its first request), except the "first request" row, which pays the one-time costs
+(librosa's first mel filter bank and STFT take ~3 s, mediapipe graphs ~1 s each).
 
     python benchmarks/bench_performance.py [--out out/bench_performance.json] [--skip-large]
 
@@ -97,6 +99,10 @@ def run_pipeline(spec: dict) -> dict:
     from models.analysis import AnalysisOptions, analyze
 
     options = AnalysisOptions(cache=None, **spec.get("options", {}))
+    if spec.get("warm_clip"):  # the state of a running app after its first request: libraries and models loaded
+        warm = analyze(spec["warm_clip"], spec["probes"], options)
+        for probe_id in spatial_probes(warm) if spec.get("gradcam") else []:
+            explain_spatial(warm, probe_id, k=1, sanity=False)
     start = time.perf_counter()
     result = analyze(spec["clip"], spec["probes"], options)
     analysis = time.perf_counter() - start
@@ -214,28 +220,34 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         short = str(make_clip(Path(tmp) / "short.mp4", args.seconds))
         long = str(make_clip(Path(tmp) / "long.mp4", args.long_seconds))
+        warm = str(make_clip(Path(tmp) / "warm.mp4", 1.0))
         print(f"clips: {args.seconds:.0f} s and {args.long_seconds:.0f} s, 1280×720, 25 fps, speech; "
-              f"{os.cpu_count()} cores", flush=True)
+              f"{os.cpu_count()} cores; every run but the first-request one in a process warmed up on a 1 s clip",
+              flush=True)
+        runs["(a) fast, first request"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES, "gradcam": 3})
         for mode, options in MODES.items():
             runs[f"(a) {mode}"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES, "options": options,
-                                                     "gradcam": 3, "switch": [SWITCH_PROBE]})
-        runs["(a) fast, face stride 5"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES,
+                                                     "gradcam": 3, "switch": [SWITCH_PROBE], "warm_clip": warm})
+        runs["(a) fast, face stride 5"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES, "warm_clip": warm,
                                                              "options": {"face_stride": 5}, "gradcam": 3})
         runs[f"(a) fast, {args.long_seconds:.0f} s clip"] = child("pipeline", {"clip": long, "probes": DEFAULT_PROBES,
-                                                                               "gradcam": 3})
+                                                                               "gradcam": 3, "warm_clip": warm})
         if not args.skip_large:
-            runs["(b) ViT-L/14 fast"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE], "gradcam": 3})
+            runs["(b) ViT-L/14 fast"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE], "gradcam": 3,
+                                                           "warm_clip": warm})
             runs["(b) ViT-L/14 stride 5"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE],
-                                                               "options": {"stride": 5}})
+                                                               "options": {"stride": 5}, "warm_clip": warm})
             for mode, options in MODES.items():
                 runs[f"(c) wav2vec2-large {mode}"] = child("pipeline", {"clip": short, "probes": [W2V_LARGE_PROBE],
-                                                                        "options": options})
+                                                                        "options": options, "warm_clip": warm})
             efficiency = child("efficiency", {})
     print(stage_table(runs))
 
-    fast, naive = runs["(a) fast"], runs["(a) naive"]
+    fast, naive, first = runs["(a) fast"], runs["(a) naive"], runs["(a) fast, first request"]
     check(rows, f"(a) wall time, {args.seconds:g} s clip", fast["total_s"], f"<= {args.seconds:g} s",
           fast["total_s"] <= args.seconds, "s")  # real time or better
+    check(rows, f"(a) wall time, {args.seconds:g} s clip, first request in a new process", first["total_s"],
+          "for reference", None, "s")
     check(rows, "(a) speed-up over naive", naive["total_s"] / fast["total_s"], ">= 4x",
           naive["total_s"] / fast["total_s"] >= 4, "x")
     check(rows, "(a) max |logit| fast vs naive (fp32)", max_logit_difference(fast["logits"], naive["logits"]),

@@ -170,6 +170,20 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
                           clip=extracted.clip, features=extracted.features, options=options)
 
 
+def warm_up(probe_ids: list[str]) -> None:
+    """Pay the one-time costs of a first analysis ahead of it (the app calls this in the
+    background at launch): librosa's first mel filter bank and STFT (~3 s), the mediapipe
+    graphs (~1 s each) and the probes' encoders."""
+    from models.faces import shared_trackers
+    from models.media import log_mel
+    from models.timing import SAMPLE_RATE
+
+    log_mel(np.zeros(SAMPLE_RATE, np.float32))
+    shared_trackers(FACE_WORKERS)
+    for probe_id in probe_ids:
+        get_encoder(load_probe(probe_id).encoder_id)
+
+
 def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
     """Cut the face and mouth crops the chosen encoders need, once, as their own stage."""
     modalities = {s.modality for s in specs if _needs_faces(s)}

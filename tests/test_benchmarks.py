@@ -23,7 +23,8 @@ def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     assert checks["(a) max |logit| fast vs naive (fp32)"]["pass"] is True
     assert checks["(a) max |logit| fast vs naive (fp32)"]["value"] <= 1e-4
     assert checks["switching probe (first analysis reused)"]["value"] < 5.0
-    assert set(report["runs"]) == {"(a) fast", "(a) naive", "(a) fast, face stride 5", "(a) fast, 4 s clip"}
+    assert set(report["runs"]) == {"(a) fast, first request", "(a) fast", "(a) naive", "(a) fast, face stride 5",
+                                   "(a) fast, 4 s clip"}
     for run_figures in report["runs"].values():
         assert run_figures["steps"] in (50, 100) and run_figures["peak_rss_mb"] > 100
         assert run_figures["stages"]["decode"] > 0 and run_figures["gradcam_s"] > 0

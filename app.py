@@ -155,6 +155,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
     It stops at its next stage once the tab that asked for it has closed."""
     session = session or Session()
     session_hash = getattr(request, "session_hash", None)
+    CLOSED_SESSIONS.pop(session_hash, None)  # a tab that reconnected (same session) asks again
 
     def report(stage: str, fraction: float) -> None:
         if session_hash in CLOSED_SESSIONS:

@@ -283,6 +283,10 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
     except MemoryError:
         raise AnalysisError("decoding ran out of memory.", path=path,
                             hint="Lower the resolution or duration limits.") from None
+    except OSError as error:  # FFmpeg's own errors are handled above: this is the frame file
+        raise AnalysisError(f"the decoded frames could not be written to a temporary file ({error.strerror}).",
+                            path=path, hint="Free disk space where TMPDIR points, or point TMPDIR at a larger "
+                                            "disk.") from None
     if picker.frame_count == 0:
         raise AnalysisError("no video frame could be decoded; the file looks truncated or corrupt.",
                             path=path, hint="Re-export or re-download the file.")

@@ -49,6 +49,20 @@ def test_step_frames_index_like_an_array_and_leave_no_file(tmp_path, monkeypatch
         stored.append(frames[0, :3])
 
 
+def test_a_full_temporary_disk_gives_the_project_error(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = write_test_clip(tmp_path / "c.mp4", gradient_frames(10))
+
+    def disk_full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("models.media.os.pwrite", disk_full)
+    with pytest.raises(AnalysisError, match="temporary file .No space left on device.*c.mp4|c.mp4.*No space left"):
+        decode(path)
+
+
 def test_30fps_is_resampled_by_timestamp(tmp_path):
     path = write_test_clip(tmp_path / "c30.mp4", gradient_frames(60), fps=30)
     clip = decode(path)

@@ -3,7 +3,8 @@
     python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / _PORT to change)
 
 Settings by environment: AVXPLAIN_MAX_DURATION_S (default 120), AVXPLAIN_MAX_UPLOAD_MB
-(default 200), AVXPLAIN_MAX_FRAMES (default 36000), AVXPLAIN_TIME_LIMIT_S (per analysis,
+(default 200), AVXPLAIN_MAX_FRAMES (default 36000), AVXPLAIN_MAX_WIDTH / _HEIGHT (default 4096
+each), AVXPLAIN_TIME_LIMIT_S (per analysis,
 default 300), AVXPLAIN_SESSION_TTL_S (an idle session's analysis is dropped, default 3600;
 a closed tab's at once), AVXPLAIN_MAX_SESSIONS (sessions kept in memory, oldest dropped, default 200),
 AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app home's
@@ -62,7 +63,9 @@ MARKER_COLOUR = (255, 40, 200)
 def settings_limits() -> MediaLimits:
     return MediaLimits(max_duration_s=float(os.environ.get("AVXPLAIN_MAX_DURATION_S", 120)),
                        max_file_bytes=int(float(os.environ.get("AVXPLAIN_MAX_UPLOAD_MB", 200)) * 1024**2),
-                       max_frames=int(os.environ.get("AVXPLAIN_MAX_FRAMES", 36_000)))
+                       max_frames=int(os.environ.get("AVXPLAIN_MAX_FRAMES", 36_000)),
+                       max_width=int(os.environ.get("AVXPLAIN_MAX_WIDTH", 4096)),
+                       max_height=int(os.environ.get("AVXPLAIN_MAX_HEIGHT", 4096)))
 
 
 def settings_options() -> AnalysisOptions:

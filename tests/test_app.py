@@ -332,6 +332,24 @@ def test_app_killed_during_writes_keeps_every_committed_click(tmp_path, figures)
     assert store.integrity_check() == "ok"
 
 
+def test_the_app_limits_are_set_by_environment(monkeypatch):
+    """Upload size, duration, resolution and frame count are each configurable, and a clip
+    over one of them is refused with the limit named."""
+    import gradio as gr
+
+    import app
+
+    settings = {"AVXPLAIN_MAX_UPLOAD_MB": "1", "AVXPLAIN_MAX_DURATION_S": "2", "AVXPLAIN_MAX_FRAMES": "30",
+                "AVXPLAIN_MAX_WIDTH": "300", "AVXPLAIN_MAX_HEIGHT": "200"}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    limits = app.settings_limits()
+    assert (limits.max_file_bytes, limits.max_duration_s, limits.max_frames, limits.max_width, limits.max_height) \
+        == (1024**2, 2.0, 30, 300, 200)
+    with pytest.raises(gr.Error, match="320×256, over the limit of 300×200"):
+        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+
+
 def test_the_analyse_handler_gets_the_request_and_a_progress_tracker():
     """Gradio injects gr.Request and gr.Progress only into named positional parameters; the
     wired handler has them after any number of probe groups (the progress bar shows, and a

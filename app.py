@@ -502,7 +502,8 @@ def build_app() -> gr.Blocks:
         for box in checkboxes:
             box.change(banner, checkboxes, banner_box, api_name=False)
         analyse.click(with_request_and_progress(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
-                      [session, summary, figure, gallery, files, step], api_name="analyse").then(show_step, [step, session], [step_frame, step_text], api_name=False)
+                      [session, summary, figure, gallery, files, step], api_name="analyse").then(
+            show_step, [step, session], [step_frame, step_text], api_name=False)
         step.release(show_step, [step, session], [step_frame, step_text], api_name=False)
         gallery.select(pick_gallery, [session], [step], api_name=False).then(
             show_step, [step, session], [step_frame, step_text], api_name=False)

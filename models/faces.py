@@ -255,7 +255,8 @@ def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS
 
     shares = [steps[index::len(trackers)] for index in range(len(trackers))]
     with ThreadPoolExecutor(len(trackers)) as pool:
-        detections = {step: found for share in pool.map(detect_share, trackers, shares) for step, found in share.items()}
+        shares_found = list(pool.map(detect_share, trackers, shares))
+    detections = {step: found for share in shares_found for step, found in share.items()}
     return _build_track(detections, n_steps, width, height, stride)
 
 

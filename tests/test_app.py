@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -389,6 +390,7 @@ def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tm
         app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []
     monkeypatch.delenv("AVXPLAIN_TIME_LIMIT_S")
+    monkeypatch.setattr(app, "CLOSED_SESSIONS", OrderedDict())  # this test's closed tab stays in this test
     closing = SimpleNamespace(session_hash="closed-tab")
 
     def close_the_tab(*_, **__):  # as forget_session marks a tab that disconnected mid-analysis

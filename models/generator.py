@@ -37,6 +37,8 @@ FRAME_SIZE = (320, 256)
 KINDS = ("real", "audio_modified", "real", "visual_modified", "real", "both_modified", "real", "desync")
 VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb-scotland", "en-us+f4", "en-gb-x-rp", "en-us+m7")
 HELDOUT_VOICES = ("en-gb-x-gbclan+f2", "en-us+m5", "en-gb-x-gbcwmd")
+ENGLISH_BASES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+                 "en-gb-x-gbcwmd")
 WORDS = ("the quick brown fox jumps over a lazy dog while seven bright planets rise above the quiet harbour "
          "and old sailors count their silver coins beside the long wooden pier before the evening storm arrives "
          "people often remember simple stories better than complicated numbers so we tell them again").split()
@@ -97,6 +99,21 @@ def identities(group: str) -> list[Face]:
     bank = face_bank()
     held = [f for i, f in enumerate(bank) if i % 5 == 1]
     return held if group == "heldout" else [f for i, f in enumerate(bank) if i % 5 != 1]
+
+
+@lru_cache(maxsize=1)
+def pretraining_voices() -> tuple[str, ...]:
+    """Every English espeak-ng accent with every installed voice variant, except the held-out
+    accents and variants: the wide voice pool the audio encoder's pretext trains on, so it
+    learns what a change of voice sounds like rather than the 8 voices of the training clips."""
+    if shutil.which("espeak-ng") is None:
+        return VOICES
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, timeout=60).stdout
+    variants = sorted({line.split()[4].split("/")[-1] for line in listing.splitlines()[1:] if len(line.split()) > 4})
+    held_bases = {v.split("+")[0] for v in HELDOUT_VOICES} - {v.split("+")[0] for v in VOICES}
+    held_variants = {v.split("+")[1] for v in HELDOUT_VOICES if "+" in v}
+    return tuple(f"{base}+{variant}" if variant else base for base in ENGLISH_BASES if base not in held_bases
+                 for variant in ["", *variants] if variant not in held_variants)
 
 
 def speech(text: str, voice: str, speed: int, pitch: int, seed: int) -> np.ndarray:

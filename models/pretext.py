@@ -1,7 +1,7 @@
 """Self-supervised pretext training of the project's own encoders (models/encoders/project.py).
 
 Both tasks use real material only and make their own labels; neither sees a manipulated
-clip of the synthetic benchmark nor any other face or voice than the training ones.
+clip of the synthetic benchmark nor any held-out face or voice.
 
 - Self-blended faces (after Shiohara & Yamasaki, CVPR 2022): a real face crop is blended,
   inside a random feathered ellipse anywhere on the crop, with a copy of itself that was
@@ -9,7 +9,8 @@ clip of the synthetic benchmark nor any other face or voice than the training on
   pixels). The CNN learns, per cell of its last map, whether the cell was blended. Unblended crops
   get the same global degradations, so only local inconsistency is informative.
 - Spliced speech (recording consistency): an utterance has a random segment replaced by a
-  piece of another real recording of the pool (any training voice), or by its own voice
+  piece of another real recording of the pool (another of 600 espeak-ng voices: every
+  English accent × voice variant except the held-out ones), or by its own voice
   re-synthesised at another pitch and speed, with a short or no cross-fade. The conv + GRU
   learns, per 25 Hz step, whether the step belongs to the recording around it. This is
   close to the benchmark's audio manipulation (a splice of another voice), so benchmark
@@ -43,7 +44,7 @@ PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
                  "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-cell target on the last map",
     "selfsplice": "spliced speech: a segment of a real utterance replaced by a piece of another real recording "
-                  "(70 %, any training voice) or by the same voice at another pitch and speed (30 %, half the time "
+                  "(70 %, any voice of the pretraining pool) or by the same voice at another pitch and speed (30 %, half the time "
                   "formant-shifted by resampling); per-25 Hz-step target",
 }
 
@@ -79,15 +80,15 @@ def real_face_crops(data: str, split: str, every: int = 3) -> np.ndarray:
     return np.concatenate(crops)
 
 
-def real_utterances(n: int, seed: int) -> list[tuple[np.ndarray, str, int, int]]:
-    """`n` utterances (audio, voice, speed, pitch) of the generator's training voices, with the
-    generator's leading and trailing silence."""
-    from models.generator import VOICES, WORDS, speech
+def real_utterances(n: int, seed: int, voices: tuple[str, ...]) -> list[tuple[np.ndarray, str, int, int]]:
+    """`n` utterances (audio, voice, speed, pitch) of the given voices, with the generator's
+    leading and trailing silence."""
+    from models.generator import WORDS, speech
 
     rng = np.random.default_rng(seed)
     out = []
     for index in range(n):
-        voice, speed, pitch = str(rng.choice(VOICES)), int(rng.integers(140, 175)), int(rng.integers(35, 70))
+        voice, speed, pitch = str(rng.choice(voices)), int(rng.integers(140, 175)), int(rng.integers(35, 70))
         audio = speech(" ".join(rng.choice(WORDS, size=int(rng.integers(7, 10)))), voice, speed, pitch,
                        seed * 1000 + index)
         lead = np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE), np.float32)
@@ -169,7 +170,7 @@ def token_labels(masks: np.ndarray, grid: int, threshold: float = 0.3) -> np.nda
 def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int,
                 pool: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The utterance with a random segment replaced by a piece of another real recording
-    (from `pool`, any of the training voices) or by the same voice re-synthesised at another
+    (from `pool`, any voice of the pretraining pool) or by the same voice re-synthesised at another
     pitch and speed (sometimes formant-shifted); returns audio and the per-step 0/1 labels."""
     audio = utterance[0]
     n_steps = len(audio) * STEP_RATE // SAMPLE_RATE
@@ -363,7 +364,7 @@ def save_project_encoder(network: nn.Module, spec: EncoderSpec, out_dir: str | P
 def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextConfig = PretextConfig(),
              utterances: int = 600, progress: Progress = None) -> Path:
     """Pretrain project encoder `encoder_id` on the real material of dataset `data` (faces)
-    or on fresh utterances of the generator's training voices (speech); write it to out_dir."""
+    or on fresh utterances of the wide pretraining voice pool (speech); write it to out_dir."""
     spec = get_spec(encoder_id)
     if spec.source != "project":
         raise AnalysisError(f"{encoder_id} is not one of this project's own encoders.",
@@ -374,11 +375,16 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
         material = {"dataset": str(data), "face_crops": {"train": len(train), "val": len(val)},
                     "what": "real (not visually manipulated) steps of the generator's training identities"}
     else:
-        train = real_utterances(utterances, config.seed)
-        val = real_utterances(max(20, utterances // 10), config.seed + 1)
+        from models.generator import HELDOUT_VOICES, pretraining_voices
+
+        voices = pretraining_voices()
+        train = real_utterances(utterances, config.seed, voices)
+        val = real_utterances(max(20, utterances // 10), config.seed + 1, voices)
         network, metrics = pretrain_selfsplice(spec, train, val, config, progress)
-        material = {"utterances": {"train": len(train), "val": len(val)},
-                    "what": "espeak-ng speech of the generator's training voices only"}
+        material = {"utterances": {"train": len(train), "val": len(val)}, "voices": len(voices),
+                    "what": f"espeak-ng speech of {len(voices)} voices: every English accent with every voice "
+                            f"variant, except the held-out ones ({', '.join(HELDOUT_VOICES)}): no held-out accent "
+                            "or variant is heard in pretraining"}
     card = {"pretext": PRETEXTS[spec.family], "material": material, "config": config.to_dict(),
             "metrics": metrics, "synthetic": True,
             "warning": "trained on synthetic material; knowledge of blending and splicing artefacts only, "

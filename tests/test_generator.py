@@ -74,6 +74,18 @@ def test_held_out_identities_are_disjoint():
     assert train and held and not train & held and "grace_hopper" in held
 
 
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed")
+def test_pretraining_voices_never_include_a_held_out_accent_or_variant():
+    from models.generator import HELDOUT_VOICES, VOICES, pretraining_voices
+
+    pool = pretraining_voices()
+    held_variants = {v.split("+")[1] for v in HELDOUT_VOICES if "+" in v}
+    held_accents = {v.split("+")[0] for v in HELDOUT_VOICES} - {v.split("+")[0] for v in VOICES}
+    assert len(pool) >= 100 and set(VOICES) <= set(pool)
+    assert not {v.split("+")[0] for v in pool} & held_accents
+    assert not {v.split("+")[1] for v in pool if "+" in v} & held_variants
+
+
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 

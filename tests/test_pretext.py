@@ -37,9 +37,10 @@ def test_token_labels_follow_the_mask():
 
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed")
 def test_self_splice_labels_cover_the_replaced_segment():
+    from models.generator import VOICES
     from models.pretext import real_utterances
 
-    utterance = real_utterances(1, seed=4)[0]
+    utterance = real_utterances(1, seed=4, voices=VOICES)[0]
     audio, labels = self_splice(utterance, np.random.default_rng(1), seed=9)
     assert len(audio) == len(utterance[0]) and len(labels) == len(audio) * STEP_RATE // SAMPLE_RATE
     changed = np.abs(audio - utterance[0]) > 1e-6

@@ -11,7 +11,7 @@ export AVXPLAIN_HOME="$WORK/home"
 python cli.py generate --n 160 --seed 101 --out "$WORK/set" --split train
 python cli.py generate --n 40 --seed 202 --out "$WORK/set" --split val
 python cli.py generate --n 80 --seed 303 --out "$WORK/test" --split test --faces heldout
-python cli.py pretrain selfsplice-gru --out assets/encoders --steps 2000 --utterances 800
+python cli.py pretrain selfsplice-gru --out assets/encoders --steps 6000 --utterances 3000
 python cli.py pretrain selfblend-cnn --data "$WORK/set/dataset.json" --out assets/encoders --steps 1500 --lr 2e-3
 python cli.py extract --data "$WORK/set/dataset.json" --split train --split val \
   --encoder selfsplice-gru --encoder selfblend-cnn

@@ -106,3 +106,18 @@ def test_demo_clips_are_reproduced_by_the_generator(tmp_path):
 
     for path in make_demo(tmp_path):
         assert path.read_bytes() == (DEMO / path.name).read_bytes(), path.name
+
+
+@pytest.mark.slow
+def test_bundled_probes_put_each_demo_clip_on_the_right_side():
+    """The README's demo decisions: each modality's probe calls its fake clips fake, the real one real."""
+    from models.analysis import AnalysisOptions, analyze
+
+    expected = {"real": (False, False), "audio_fake": (True, None), "visual_fake": (None, True),
+                "both_fake": (True, True)}
+    for clip, sides in expected.items():
+        result = analyze(str(DEMO / f"{clip}.mp4"), ["demo/audio-selfsplice", "demo/visual-selfblend"],
+                         AnalysisOptions(cache=None))
+        for probe_id, fake in zip(("demo/audio-selfsplice", "demo/visual-selfblend"), sides):
+            if fake is not None:
+                assert (result.probes[probe_id].scores.p_fake > 0.5) == fake, (clip, probe_id)

@@ -10,15 +10,19 @@ WORK=${1:-data/demo-build}
 export AVXPLAIN_HOME="$WORK/home"
 python cli.py generate --n 160 --seed 101 --out "$WORK/set" --split train
 python cli.py generate --n 40 --seed 202 --out "$WORK/set" --split val
+# the visual probe's larger set (its first 160 + 40 clips are the set above): 30 fake
+# validation videos instead of 10 for early stopping
+python cli.py generate --n 480 --seed 101 --out "$WORK/big" --split train
+python cli.py generate --n 120 --seed 202 --out "$WORK/big" --split val
 python cli.py generate --n 80 --seed 303 --out "$WORK/test" --split test --faces heldout
 python cli.py pretrain selfsplice-gru --out assets/encoders --steps 6000 --utterances 3000
 python cli.py pretrain selfblend-cnn --data "$WORK/set/dataset.json" --out assets/encoders --steps 1500 --lr 2e-3
-python cli.py extract --data "$WORK/set/dataset.json" --split train --split val \
-  --encoder selfsplice-gru --encoder selfblend-cnn
+python cli.py extract --data "$WORK/set/dataset.json" --split train --split val --encoder selfsplice-gru
+python cli.py extract --data "$WORK/big/dataset.json" --split train --split val --encoder selfblend-cnn
 python cli.py extract --data "$WORK/test/dataset.json" --split test --encoder selfsplice-gru --encoder selfblend-cnn
 python cli.py train --data "$WORK/set/dataset.json" --encoder selfsplice-gru --target audio \
   --out assets/probes --name demo/audio-selfsplice --lr 1e-2 --epochs 300 --patience 30
-python cli.py train --data "$WORK/set/dataset.json" --encoder selfblend-cnn --target visual \
+python cli.py train --data "$WORK/big/dataset.json" --encoder selfblend-cnn --target visual \
   --out assets/probes --name demo/visual-selfblend --lr 1e-2 --epochs 300 --patience 30
 python cli.py evaluate --probe assets/probes/demo_audio-selfsplice.json --data "$WORK/test/dataset.json" \
   --target audio --out docs/demo/audio --into-card

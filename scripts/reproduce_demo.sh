@@ -2,7 +2,7 @@
 # Rebuild the bundled demo encoders and probes and measure them, in one go:
 #   generate the synthetic sets → pretrain the two project encoders → extract features →
 #   train the demo probes → evaluate on held-out faces and voices → spatial pointing game.
-# Writes assets/encoders/*, assets/probes/*, docs/demo/*; takes about an hour on 2 CPU cores.
+# Writes assets/encoders/*, assets/probes/*, docs/demo/*; takes about an hour and a half on 2 CPU cores.
 # Usage: bash scripts/reproduce_demo.sh [WORK_DIR]   (default data/demo-build)
 set -euo pipefail
 cd "$(dirname "$0")/.."

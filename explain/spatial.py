@@ -49,6 +49,8 @@ class GradCamTarget:
     grid: tuple[int, int] | None = None  # token grid for ViTs; None when the layer is already (N, C, H, W)
     prefix_tokens: int = 0
     sequence_first: bool = False  # tokens laid out (L, N, D) instead of (N, L, D)
+    # attention works on (L, N, D) memory (torch's MultiheadAttention transposes batch-first input)
+    attention_sequence_first: bool = False
 
 
 def gradcam_target(network: nn.Module) -> GradCamTarget:
@@ -62,7 +64,7 @@ def gradcam_target(network: nn.Module) -> GradCamTarget:
     transformer = getattr(network, "transformer", None)
     if transformer is not None and hasattr(transformer, "resblocks"):  # open_clip VisionTransformer
         return GradCamTarget(transformer.resblocks[-1].ln_1, transformer.resblocks, tuple(network.grid_size), 1,
-                             not getattr(transformer, "batch_first", True))
+                             not getattr(transformer, "batch_first", True), attention_sequence_first=True)
     raise AnalysisError(f"Grad-CAM does not know where to look in {type(network).__name__}.",
                         hint="Spatial explanations support ViT (timm, open_clip) and CNN encoders that name their "
                              "gradcam_layer.")
@@ -91,6 +93,10 @@ class _TokensAsGrid(nn.Module):
         n, count, width = patches.shape
         grid = self.tap(patches.transpose(1, 2).reshape(n, width, *self.target.grid))
         out = torch.cat([prefix, grid.reshape(n, width, count).transpose(1, 2)], 1)
+        if self.target.attention_sequence_first:
+            # Same values, memory in the order attention reads it: a strided input that needs
+            # gradients makes its projection broadcast the weight per token (a 1.6 GB copy in bf16).
+            out = out.transpose(0, 1).contiguous().transpose(0, 1)
         return out.transpose(0, 1) if self.target.sequence_first else out
 
 

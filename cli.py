@@ -411,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--lr", type=float, default=5e-4)
     pretrain.add_argument("--seed", type=int, default=7)
     pretrain.add_argument("--utterances", type=int, default=600,
-                          help="speech pretraining: utterances to synthesise from the 600-voice pool")
+                          help="speech pretraining: utterances to synthesise from the wide voice pool "
+                               "(every English espeak-ng accent × voice variant but the held-out ones)")
     pretrain.set_defaults(run=cmd_pretrain)
     generate = commands.add_parser("generate", help="synthetic talking-face clips with known manipulations")
     generate.add_argument("--n", type=int, required=True, help="number of clips")

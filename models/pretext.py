@@ -44,8 +44,8 @@ PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
                  "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-cell target on the last map",
     "selfsplice": "spliced speech: a segment of a real utterance replaced by a piece of another real recording "
-                  "(70 %, any voice of the pretraining pool) or by the same voice at another pitch and speed (30 %, half the time "
-                  "formant-shifted by resampling); per-25 Hz-step target",
+                  "(70 %, any voice of the pretraining pool) or by the same voice at another pitch and speed "
+                  "(30 %, half the time formant-shifted by resampling); per-25 Hz-step target",
 }
 
 

@@ -1,14 +1,19 @@
-"""What `--stride N` costs in accuracy and saves in time: one probe on a dataset split,
-analysed at several encoder strides; video AUC, the largest per-step logit change against
-stride 1, and the analysis time.
+"""What a stride costs in accuracy and saves in time: one probe on a dataset split, analysed
+with the per-frame encoders (`--kind encoder`, `--stride N`) or the face detection
+(`--kind face`, `--face-stride N`) on every N-th step; video AUC, localisation AUC, the
+largest and the median per-step logit change against the first stride, and the time.
+`--reencoded` adds the first stride on every clip re-encoded once (H.264 at x264's
+default quality, same size): how far per-step logits move when the same video is simply
+uploaded again, the scale to read the stride's changes against.
 
     python benchmarks/bench_stride.py --data SET/dataset.json --split test --probe demo/visual-selfblend \
-        [--target visual] [--strides 1,2,5] [--skip-manipulation desync]
+        [--target visual] [--kind encoder|face] [--strides 1,2,5] [--reencoded] [--skip-manipulation desync]
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,9 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def reencoded_copy(video: str, folder: Path) -> str:
+    """The clip decoded and written again (frames and audio), as an upload would be."""
+    from models.media import MediaLimits, decode, write_test_clip
+
+    clip = decode(video, MediaLimits(frame_max_side=100_000))  # every pixel of the source
+    path = folder / Path(video).name
+    return str(write_test_clip(path, np.asarray(clip.frames), fps=clip.info.fps or 25, audio=clip.audio))
+
+
 def main() -> int:
     from sklearn.metrics import roc_auc_score
 
+    from explain.temporal import localisation_metrics, step_labels
     from models.analysis import AnalysisOptions, analyze
     from models.datasets import load_dataset_spec
 
@@ -29,26 +44,40 @@ def main() -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--probe", required=True)
     parser.add_argument("--target", default="visual", choices=["any", "audio", "visual"])
+    parser.add_argument("--kind", default="encoder", choices=["encoder", "face"],
+                        help="which stride to vary: the per-frame encoders' or the face detection's")
     parser.add_argument("--strides", default="1,2,5")
+    parser.add_argument("--reencoded", action="store_true", help="add the first stride on re-encoded copies")
     parser.add_argument("--skip-manipulation", action="append", default=[],
                         help="leave out records of this manipulation (e.g. desync for a visual probe)")
     args = parser.parse_args()
     records = [r for r in load_dataset_spec(args.data).read(args.split, args.target)
                if r.manipulation not in args.skip_manipulation]
     strides = [int(s) for s in args.strides.split(",")]
-    logits: dict[int, list[np.ndarray]] = {}
+    option = "stride" if args.kind == "encoder" else "face_stride"
+    runs = [(f"{args.kind} stride {s}", s, False) for s in strides]
+    if args.reencoded:
+        runs.append((f"re-encoded, stride {strides[0]}", strides[0], True))
+    segments = {"visual": "visual_fake_segments", "audio": "audio_fake_segments", "any": "fake_segments"}[args.target]
+    logits: dict[str, list[np.ndarray]] = {}
     print(f"{len(records)} videos, probe {args.probe}")
-    print(f"{'stride':>6}{'AUC':>8}{'max |Δlogit|':>14}{'seconds':>9}")
-    for stride in strides:
-        scores, started = [], time.perf_counter()
-        for record in records:
-            result = analyze(record.path, [args.probe], AnalysisOptions(cache=None, stride=stride)).probes[args.probe]
-            scores.append(result.scores.video_score)
-            logits.setdefault(stride, []).append(result.scores.logits)
-        seconds = time.perf_counter() - started
-        change = max(float(np.abs(a - b).max()) for a, b in zip(logits[stride], logits[strides[0]]))
-        auc = roc_auc_score([r.label for r in records], scores)
-        print(f"{stride:>6}{auc:>8.3f}{change:>14.3f}{seconds:>9.1f}")
+    print(f"{'run':<22}{'AUC':>7}{'loc AUC':>9}{'max |Δlogit|':>14}{'median':>8}{'seconds':>9}")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, stride, reencoded in runs:
+            scores, labels, seconds = [], [], 0.0
+            for record in records:
+                video = reencoded_copy(record.path, Path(folder)) if reencoded else record.path
+                started = time.perf_counter()
+                result = analyze(video, [args.probe], AnalysisOptions(cache=None, **{option: stride}))
+                seconds += time.perf_counter() - started
+                scores.append(result.probes[args.probe].scores.video_score)
+                logits.setdefault(name, []).append(result.probes[args.probe].scores.logits)
+                labels.append(step_labels(getattr(record, segments) or [], result.media.n_steps))
+            changes = np.concatenate([np.abs(a - b) for a, b in zip(logits[name], logits[runs[0][0]])])
+            auc = roc_auc_score([r.label for r in records], scores)
+            pooled = localisation_metrics(logits[name], labels)["pooled"]
+            print(f"{name:<22}{auc:>7.3f}{pooled['auc'] if pooled else float('nan'):>9.3f}{changes.max():>14.3f}"
+                  f"{np.median(changes):>8.3f}{seconds:>9.1f}", flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.errors import AnalysisError
-from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, FaceTrack
+from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, TRACKER_VERSION, FaceTrack
 from models.media import Clip
 
 Progress = Callable[[float], None] | None
@@ -125,10 +125,13 @@ def cpu_has_fast_bf16() -> bool:
 def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights: str | None = None,
                     stride: int = 1) -> str:
     """The feature-cache key part for an encoder's settings: preprocessing version, width,
-    numeric precision, face-detection stride, the encoder stride of per-frame encoders and,
-    when they can change, which weights."""
+    numeric precision, face-detection stride, for encoders of face crops the face
+    tracker's version, the encoder stride of per-frame encoders and, when they can change,
+    which weights."""
     dtype = str(resolve_dtype(precision)).removeprefix("torch.")
     version = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
+    if spec.modality in ("face", "lips"):
+        version += f"-tracker{TRACKER_VERSION}"
     if stride > 1 and spec.family in STRIDED_FAMILIES:
         version += f"-stride{stride}"
     tag = weights_tag(spec, weights)

@@ -1,9 +1,14 @@
 """Face and mouth tracking on a real photo that a package ships, and crop geometry."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from models.faces import CropGeometry, track_faces
 from models.synthetic import moving_astronaut
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +90,27 @@ def test_track_serialises_normalised(track):
     data = track.to_dict()
     assert len(data["face_boxes"]) == track.n_steps
     assert all(0 <= v <= 1 for box in data["face_boxes"] for v in box)
+
+
+def test_large_soft_close_up_is_found_by_the_short_range_detector():
+    """The visual-fake demo clip's upscaled LFW face fills much of the frame and is soft:
+    the full-range detector alone finds it in no frame; with the short-range one behind it,
+    every step is detected and the tracked mouth lies inside the manipulated mouth region."""
+    from models.faces import FaceTracker
+    from models.media import decode
+
+    clip = decode(DEMO / "visual_fake.mp4")
+    frames = np.asarray(clip.frames)
+    full_range_only = FaceTracker(close_range=False)
+    try:
+        assert all(full_range_only.detect(frame) is None for frame in frames[::10])
+    finally:
+        full_range_only.close()
+    track = track_faces(frames)
+    assert track.found_fraction == 1.0
+    regions = json.loads((DEMO / "demo_regions.json").read_text())["visual_fake.mp4"]
+    size = np.array([track.frame_width, track.frame_height])
+    inside = [np.all((np.array(r["box"][:2]) <= track.mouth_centres[int(step)] / size)
+                     & (track.mouth_centres[int(step)] / size <= np.array(r["box"][2:])))
+              for step, r in regions.items()]
+    assert np.mean(inside) >= 0.9

@@ -10,6 +10,7 @@ import numpy as np
 from models.cache import FeatureCache
 from models.datasets import DatasetSpec, Record, load_dataset_spec
 from models.encoders import get_spec
+from models.encoders.base import feature_version
 from models.errors import AnalysisError
 from models.extract import ExtractionReport, ShaIndex, extract_dataset, load_record_features
 from models.probes import LinearProbe, save_probe
@@ -30,6 +31,15 @@ class FeatureSource:
 
     def add_dataset(self, spec: DatasetSpec) -> None:
         self.features_roots[spec.name] = spec.features
+
+    def describe(self, dataset: str, encoder_id: str) -> str:
+        """Which features a dataset's records get for an encoder (recorded in probe cards):
+        its precomputed folder, or the feature-cache version (preprocessing, precision,
+        face stride and face-tracker version, weights)."""
+        root = self.features_roots.get(dataset)
+        if root is not None:
+            return f"precomputed in {root}"
+        return feature_version(get_spec(encoder_id), self.precision, self.face_stride)
 
     def __call__(self, record: Record, encoder_id: str) -> np.ndarray | None:
         root = self.features_roots.get(record.dataset)
@@ -98,7 +108,8 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
                               "splits": {"train": len(train_set), "val": len(val_set)},
                               "real_fake_train": [sum(1 for _, y, _ in train_set if y == 0),
                                                   sum(1 for _, y, _ in train_set if y == 1)],
-                              "attribution": attribution, "target": target},
+                              "attribution": attribution, "target": target,
+                              "features": source.describe(spec.name, encoder_id)},
             "synthetic": bool(spec.name.startswith("synthetic"))}
     if card["synthetic"]:
         card["warning"] = SYNTHETIC_WARNING

@@ -11,9 +11,10 @@ import pytest
 
 from models.cache import FeatureCache
 from models.datasets import load_dataset_spec
-from models.encoders import register_encoder, unregister_encoder
-from models.encoders.base import EncoderSpec
+from models.encoders import get_spec, register_encoder, unregister_encoder
+from models.encoders.base import EncoderSpec, feature_version
 from models.extract import extract_dataset
+from models.faces import TRACKER_VERSION
 from models.training import TrainConfig
 from models.workflows import FeatureSource, evaluate, record_in_cards, train, train_anomaly
 from tests.builders import write_av1m_dataset
@@ -49,6 +50,9 @@ def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, 
     probe_card, probe = train(str(toy), AUDIO_ENCODER, tmp_path / "probes", source=source)
     assert probe.card["training"]["lr"] == 1e-3 and probe.card["training"]["patience"] == 10
     assert probe.card["training_data"]["splits"] == {"train": 60, "val": 20}
+    # the card names the features it was trained on; for face crops that includes the tracker
+    assert probe.card["training_data"]["features"] == feature_version(get_spec(AUDIO_ENCODER), "fp32", 1)
+    assert source.describe(probe.card["training_data"]["dataset"], "tiny-fsfm").endswith(f"tracker{TRACKER_VERSION}")
     triplet_card, triplet = train(str(toy), "tiny-wav2vec2", tmp_path / "probes", source=source,
                                   config=TrainConfig(max_epochs=30, batch_size=8, triplet_weight=0.5),
                                   attribution="manipulation")

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
-from models.encoders.base import FRAME_BATCH, feature_version
+from models.encoders.base import FACE_MODALITIES, FRAME_BATCH, feature_version
 from models.errors import AnalysisError
 from models.faces import FACE_WORKERS, FaceTrack, track_faces
 from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
@@ -22,7 +22,6 @@ from models.timing import STEP_RATE
 from models.zoo import load_probe
 
 StageProgress = Callable[[str, float], None] | None
-FACE_MODALITIES = ("face", "lips")
 REPORT_VERSION = 1
 
 

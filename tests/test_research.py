@@ -52,7 +52,8 @@ def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, 
     assert probe.card["training_data"]["splits"] == {"train": 60, "val": 20}
     # the card names the features it was trained on; for face crops that includes the tracker
     assert probe.card["training_data"]["features"] == feature_version(get_spec(AUDIO_ENCODER), "fp32", 1)
-    assert source.describe(probe.card["training_data"]["dataset"], "tiny-fsfm").endswith(f"tracker{TRACKER_VERSION}")
+    face_features = source.describe(probe.card["training_data"]["dataset"], "tiny-fsfm")
+    assert face_features.endswith(f"tracker{TRACKER_VERSION}")
     triplet_card, triplet = train(str(toy), "tiny-wav2vec2", tmp_path / "probes", source=source,
                                   config=TrainConfig(max_epochs=30, batch_size=8, triplet_weight=0.5),
                                   attribution="manipulation")

@@ -15,6 +15,7 @@ from models.media import Clip
 
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
+FACE_MODALITIES = ("face", "lips")  # encoders of face crops or mouth regions: they need the face track
 SOURCES = ("hub", "random", "package", "project", "external")
 STRIDED_FAMILIES = ("clip", "fsfm", "selfblend")  # per-frame image encoders: `stride` runs them on every N-th step
 FRAME_BATCH = 16  # face crops per forward pass
@@ -130,7 +131,7 @@ def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights
     which weights."""
     dtype = str(resolve_dtype(precision)).removeprefix("torch.")
     version = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
-    if spec.modality in ("face", "lips"):
+    if spec.modality in FACE_MODALITIES:
         version += f"-tracker{TRACKER_VERSION}"
     if stride > 1 and spec.family in STRIDED_FAMILIES:
         version += f"-stride{stride}"

@@ -1,7 +1,8 @@
 """What a stride costs in accuracy and saves in time: one probe on a dataset split, analysed
 with the per-frame encoders (`--kind encoder`, `--stride N`) or the face detection
-(`--kind face`, `--face-stride N`) on every N-th step; video AUC, localisation AUC, the
-largest and the median per-step logit change against the first stride, and the time.
+(`--kind face`, `--face-stride N`) on every N-th step; video AUC, localisation AUC (pooled
+over the fake clips' steps, as `evaluate` reports it), the largest and the median per-step
+logit change against the first stride, and the time.
 `--reencoded` adds the first stride on every clip re-encoded once (H.264 at x264's
 default quality, same size): how far per-step logits move when the same video is simply
 uploaded again, the scale to read the stride's changes against.
@@ -35,9 +36,12 @@ def reencoded_copy(video: str, folder: Path) -> str:
 def main() -> int:
     from sklearn.metrics import roc_auc_score
 
-    from explain.temporal import localisation_metrics, step_labels
+    from explain.evaluation import fake_clip_localisation
+    from explain.temporal import step_labels, truth_for_modality
     from models.analysis import AnalysisOptions, analyze
     from models.datasets import load_dataset_spec
+    from models.encoders import get_spec
+    from models.zoo import load_probe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -58,13 +62,13 @@ def main() -> int:
     runs = [(f"{args.kind} stride {s}", s, False) for s in strides]
     if args.reencoded:
         runs.append((f"re-encoded, stride {strides[0]}", strides[0], True))
-    segments = {"visual": "visual_fake_segments", "audio": "audio_fake_segments", "any": "fake_segments"}[args.target]
+    modality = get_spec(load_probe(args.probe).encoder_id).modality
     logits: dict[str, list[np.ndarray]] = {}
     print(f"{len(records)} videos, probe {args.probe}")
     print(f"{'run':<22}{'AUC':>7}{'loc AUC':>9}{'max |Δlogit|':>14}{'median':>8}{'seconds':>9}")
     with tempfile.TemporaryDirectory() as folder:
         for name, stride, reencoded in runs:
-            scores, labels, seconds = [], [], 0.0
+            scores, truths, seconds = [], [], 0.0
             for record in records:
                 video = reencoded_copy(record.path, Path(folder)) if reencoded else record.path
                 started = time.perf_counter()
@@ -72,10 +76,12 @@ def main() -> int:
                 seconds += time.perf_counter() - started
                 scores.append(result.probes[args.probe].scores.video_score)
                 logits.setdefault(name, []).append(result.probes[args.probe].scores.logits)
-                labels.append(step_labels(getattr(record, segments) or [], result.media.n_steps))
+                truth = truth_for_modality(record.truth(), modality)
+                truths.append(step_labels(truth, result.media.n_steps) if truth is not None else None)
             changes = np.concatenate([np.abs(a - b) for a, b in zip(logits[name], logits[runs[0][0]])])
             auc = roc_auc_score([r.label for r in records], scores)
-            pooled = localisation_metrics(logits[name], labels)["pooled"]
+            localisation = fake_clip_localisation(logits[name], truths)
+            pooled = localisation["pooled"] if localisation else None
             print(f"{name:<22}{auc:>7.3f}{pooled['auc'] if pooled else float('nan'):>9.3f}{changes.max():>14.3f}"
                   f"{np.median(changes):>8.3f}{seconds:>9.1f}", flush=True)
     return 0

@@ -69,6 +69,13 @@ def video_metrics(labels: list[int] | np.ndarray, scores: list[float] | np.ndarr
     return result
 
 
+def fake_clip_localisation(step_logits: list[np.ndarray], step_truth: list[np.ndarray | None]) -> dict | None:
+    """Frame-level localisation on the fake clips of the target modality (real clips have
+    no segments, and clips without ground truth are left out); None when there are none."""
+    fake = [(s, y) for s, y in zip(step_logits, step_truth) if y is not None and y.any()]
+    return localisation_metrics([s for s, _ in fake], [y for _, y in fake]) if fake else None
+
+
 def predict(scorer: Scorer, records: list[Record], test_set: str, features_for: FeatureLookup) -> Predictions:
     out = Predictions(scorer.id, test_set)
     encoders = scorer_encoders(scorer)
@@ -97,11 +104,7 @@ def evaluate(scorers: list[Scorer], test_sets: dict[str, list[Record]], features
     for (scorer_id, test_set), pred in predictions.items():
         entry = {"scorer": scorer_id, "test_set": test_set, **video_metrics(pred.labels, pred.video_scores),
                  "missing_features": len(pred.missing)}
-        with_truth = [(s, y) for s, y in zip(pred.step_logits, pred.step_truth) if y is not None]
-        fake_with_truth = [(s, y) for s, y in with_truth if y.any()]
-        # frame-level localisation on the fake clips of the target modality (real clips have no segments)
-        entry["localisation"] = (localisation_metrics([s for s, _ in fake_with_truth], [y for _, y in fake_with_truth])
-                                 if fake_with_truth else None)
+        entry["localisation"] = fake_clip_localisation(pred.step_logits, pred.step_truth)
         results.append(entry)
     matrix = {s.id: {"train_set": train_set_of(s), **{name: _auc(results, s.id, name) for name in test_sets}}
               for s in scorers}

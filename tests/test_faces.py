@@ -96,16 +96,12 @@ def test_large_soft_close_up_is_found_by_the_short_range_detector():
     """The visual-fake demo clip's upscaled LFW face fills much of the frame and is soft:
     the full-range detector alone finds it in no frame; with the short-range one behind it,
     every step is detected and the tracked mouth lies inside the manipulated mouth region."""
-    from models.faces import FaceTracker
+    from models.faces import shared_tracker
     from models.media import decode
 
-    clip = decode(DEMO / "visual_fake.mp4")
-    frames = np.asarray(clip.frames)
-    full_range_only = FaceTracker(close_range=False)
-    try:
-        assert all(full_range_only.detect(frame) is None for frame in frames[::10])
-    finally:
-        full_range_only.close()
+    frames = np.asarray(decode(DEMO / "visual_fake.mp4").frames)
+    full_range_only = shared_tracker(close_range=False)
+    assert all(full_range_only.detect(frame) is None for frame in frames[::10])
     track = track_faces(frames)
     assert track.found_fraction == 1.0
     regions = json.loads((DEMO / "demo_regions.json").read_text())["visual_fake.mp4"]

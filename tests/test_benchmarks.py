@@ -29,3 +29,34 @@ def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
         assert run_figures["steps"] in (50, 100) and run_figures["peak_rss_mb"] > 100
         assert run_figures["stages"]["decode"] > 0 and run_figures["gradcam_s"] > 0
     assert "check" in run.stdout and "PASS" in run.stdout
+
+
+def test_forward_flops_counts_the_attention_the_fused_fast_path_hides():
+    """A self-attention layer's FLOPs as the benchmark counts them equal the analytic count
+    (projections and both attention products); torch's counter alone, with the fused
+    fast path on, misses the attention's products, which understated a ViT's share of the
+    machine's peak."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_performance import forward_flops
+
+    batch, tokens, width = 2, 10, 32
+
+    class SelfAttention:
+        layer = torch.nn.MultiheadAttention(width, 4, batch_first=True).eval()
+
+        def forward(self, x):
+            return self.layer(x, x, x, need_weights=False)[0]
+
+    x = torch.randn(batch, tokens, width)
+    projections = 2 * batch * tokens * width * (3 * width + width)
+    products = 2 * 2 * batch * tokens * tokens * width
+    with torch.inference_mode():
+        assert forward_flops(SelfAttention(), x) == projections + products
+        assert torch.backends.mha.get_fastpath_enabled()  # restored
+        fused = FlopCounterMode(display=False)
+        with fused:
+            SelfAttention().forward(x)
+    assert fused.get_total_flops() < projections + products

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, "benchmarks/bench_performance.py", "--skip-large", "--skip-startup",
-                          "--seconds", "2", "--long-seconds", "4", "--out", str(out)],
+                          "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -25,9 +25,10 @@ def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     assert checks["switching probe (first analysis reused)"]["value"] < 5.0
     assert set(report["runs"]) == {"(a) fast, first request", "(a) fast", "(a) naive", "(a) fast, face stride 5",
                                    "(a) fast, 4 s clip"}
-    for run_figures in report["runs"].values():
+    for name, run_figures in report["runs"].items():
         assert run_figures["steps"] in (50, 100) and run_figures["peak_rss_mb"] > 100
         assert run_figures["stages"]["decode"] > 0 and run_figures["gradcam_s"] > 0
+        assert run_figures["repeats"] == (1 if "first request" in name else 2)
     assert "check" in run.stdout and "PASS" in run.stdout
 
 

@@ -159,8 +159,8 @@ PEAK_SHAPES = ((2048, 2048, 2048), (4112, 1024, 3072), (4112, 1024, 4096), (4112
 
 def matmul_peak(dtype_name: str, shapes=PEAK_SHAPES, repeats: int = 5) -> float:
     """Best-of GFLOP/s over matrix multiplies of the given (M, K, N) shapes in this process:
-    the machine's peak as the library reaches it (one square size alone read 25 % low on
-    some CPUs against the encoder's own products)."""
+    the machine's peak as the library reaches it, on the encoder's own product shapes as
+    well as a square one (which of them runs fastest differs between CPUs)."""
     import torch
 
     dtype = getattr(torch, dtype_name)

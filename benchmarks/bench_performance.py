@@ -134,8 +134,13 @@ def median_analysis(clip: str, spec: dict, options, repeats: int) -> tuple:
         result = None  # like the app, which keeps one analysis a session: the last goes before the next
         result, analysis, gradcam = timed_analysis(clip, spec, options)
         runs.append((analysis + gradcam, analysis, gradcam, stage_times(result.timings)))
-    _, analysis, gradcam, stages = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+    _, analysis, gradcam, stages = median_by(runs, lambda run: run[0])
     return result, analysis, gradcam, stages
+
+
+def median_by(items: list, key):
+    """The item whose key is the median (the upper one of an even count)."""
+    return sorted(items, key=key)[len(items) // 2]
 
 
 def timed_analysis(clip: str, spec: dict, options) -> tuple:
@@ -264,7 +269,7 @@ def main() -> int:
     parser.add_argument("--skip-large", action="store_true", help="leave out (b) and (c) (minutes on 2 cores)")
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="runs of each (a) pipeline in its process; the median is reported")
+                        help="runs of each (a) and (c) pipeline in its process; the median is reported")
     parser.add_argument("--rounds", type=int, default=3,
                         help="processes of (a) fast and of (a) naive, in turns; the median process is reported")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -291,7 +296,7 @@ def main() -> int:
                                                        "gradcam": 3, "switch": [SWITCH_PROBE], "warm_clip": warm,
                                                        "repeats": args.repeats}))
         for mode, mode_runs in rounds.items():
-            runs[f"(a) {mode}"] = sorted(mode_runs, key=lambda run: run["total_s"])[len(mode_runs) // 2]
+            runs[f"(a) {mode}"] = median_by(mode_runs, lambda run: run["total_s"])
         runs["(a) fast, face stride 5"] = child("pipeline", {"clip": short, "probes": DEFAULT_PROBES, "warm_clip": warm,
                                                              "options": {"face_stride": 5}, "gradcam": 3,
                                                              "repeats": args.repeats})

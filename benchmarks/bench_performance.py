@@ -6,6 +6,7 @@ after its first request), except the "first request" row, which pays the one-tim
 (librosa's first mel filter bank and STFT take ~3 s, mediapipe graphs ~1 s each).
 
     python benchmarks/bench_performance.py [--out out/bench_performance.json] [--skip-large] [--repeats 5]
+                                           [--rounds 3] [--heldout-clips 80]
 
 The pipelines of a few seconds ((a), (c)) run --repeats times in their process and report
 the run with the median total: single runs on a shared 2-core machine varied by half; and
@@ -25,7 +26,12 @@ at a time, no feature cache. Rows:
   (c) a wav2vec2-large (XLS-R 300M architecture, random weights) probe;
   the fp32 / bf16 matrix-multiply peak and the share of it the ViT-L/14 forward reaches;
   switching probe with the first analysis reused; the 60 s clip against the 10 s clip;
-  app startup to ready.
+  app startup to ready;
+  agreement of the fast settings with fp32 (the naive mode) where the issue asks for it: the
+  per-step logits on the bundled demo clips (the bundled probes, and on CPUs with bf16
+  units the ViT-L/14 probe too), and the bundled probes' video AUC on the held-out
+  synthetic test split (generated here: 80 clips, seed 303, held-out faces and voices, the
+  set their cards were evaluated on), each modality's probe against its own labels.
 """
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ VIT_L_PROBE = "random@random-clip-vit-l14"
 W2V_LARGE_PROBE = "random@random-wav2vec2-xls-r-300m"
 SWITCH_PROBE = "random@selfblend-cnn"  # another probe over the same encoder
 MODES = {"fast": {}, "naive": {"precision": "fp32", "batch_frames": 1, "face_stride": 1, "face_workers": 1}}
+DEMO_CLIPS = sorted(str(p) for p in (ROOT / "assets" / "demo").glob("*.mp4"))
+HELDOUT_SEED = 303  # the synthetic test split of the README and the probe cards
+PROBE_TARGETS = {"demo/audio-selfsplice": "audio", "demo/visual-selfblend": "visual"}  # labels each is judged on
 
 
 # -- the clips -------------------------------------------------------------------------------
@@ -200,6 +209,47 @@ def forward_flops(encoder, pixels) -> float:
     return counter.get_total_flops()
 
 
+def run_clips(spec: dict) -> dict:
+    """Per-step logits and P(fake) of spec['probes'] on every clip of spec['clips'] under
+    spec['options'] (the clips' agreement between modes, not their time)."""
+    from models.analysis import AnalysisOptions, analyze
+
+    options = AnalysisOptions(cache=None, **spec.get("options", {}))
+    logits, p_fake = {}, {}
+    for clip in spec["clips"]:
+        result = analyze(clip, spec["probes"], options)
+        logits[clip] = {pid: r.scores.logits.tolist() for pid, r in result.probes.items()}
+        p_fake[clip] = {pid: r.scores.p_fake for pid, r in result.probes.items()}
+    return {"logits": logits, "p_fake": p_fake}
+
+
+def heldout_set(folder: Path, clips: int) -> dict[str, list]:
+    """The first `clips` clips of the held-out synthetic test split (the generator draws each
+    clip from its own index, so they are those of the full 80-clip split): each bundled
+    probe's records, labelled by its own modality."""
+    from models.datasets import load_dataset_spec
+    from models.generator import generate
+
+    spec = load_dataset_spec(generate(folder, clips, HELDOUT_SEED, split="test", faces="heldout"))
+    return {probe_id: spec.read("test", target) for probe_id, target in PROBE_TARGETS.items()}
+
+
+def heldout_aucs(records: dict[str, list], p_fake: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    """Video AUC of each bundled probe over its held-out records (None with one class only)."""
+    from explain.evaluation import video_metrics
+
+    return {probe_id: video_metrics([r.label for r in rows], [p_fake[r.path][probe_id] for r in rows])["auc"]
+            for probe_id, rows in records.items()}
+
+
+def card_auc(probe_id: str) -> float | None:
+    """The held-out video AUC recorded in a bundled probe's card (for reference)."""
+    from models.zoo import load_probe
+
+    tests = load_probe(probe_id).card.get("metrics", {}).get("test", [])
+    return next((t["auc"] for t in tests if t.get("test_set") == "synthetic-test"), None)
+
+
 def run_efficiency(spec: dict) -> dict:
     """The machine's fp32 and bf16 matmul peaks, and the ViT-L/14 forward's GFLOP/s on a
     batch of 16 face crops at the encoder's precision (FLOPs counted by torch)."""
@@ -272,13 +322,18 @@ def main() -> int:
                         help="runs of each (a) and (c) pipeline in its process; the median is reported")
     parser.add_argument("--rounds", type=int, default=3,
                         help="processes of (a) fast and of (a) naive, in turns; the median process is reported")
+    parser.add_argument("--heldout-clips", type=int, default=80,
+                        help="clips of the held-out synthetic split for the AUC check (0: leave it out)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.spec)
-        print(json.dumps(run_efficiency(spec) if args.child == "efficiency" else run_pipeline(spec)))
+        run = {"efficiency": run_efficiency, "clips": run_clips, "pipeline": run_pipeline}[args.child]
+        print(json.dumps(run(spec)))
         return 0
+
+    from models.encoders.base import cpu_has_fast_bf16
 
     runs, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,8 +360,6 @@ def main() -> int:
                                                                                "reference_clip": short,
                                                                                "repeats": args.repeats})
         if not args.skip_large:
-            from models.encoders.base import cpu_has_fast_bf16
-
             runs["(b) ViT-L/14 fast"] = child("pipeline", {"clip": short, "probes": [VIT_L_PROBE], "gradcam": 3,
                                                            "warm_clip": warm})
             if cpu_has_fast_bf16():  # the fast run used bf16: measure what that changes
@@ -319,6 +372,15 @@ def main() -> int:
                                                                         "options": options, "warm_clip": warm,
                                                                         "repeats": args.repeats})
             efficiency = child("efficiency", {})
+        demo_probes = DEFAULT_PROBES + ([VIT_L_PROBE] if not args.skip_large and cpu_has_fast_bf16() else [])
+        demo = {mode: child("clips", {"clips": DEMO_CLIPS, "probes": demo_probes, "options": options})
+                for mode, options in MODES.items()}
+        if args.heldout_clips:
+            records = heldout_set(Path(tmp) / "heldout", args.heldout_clips)
+            clips = [r.path for r in next(iter(records.values()))]
+            heldout = {mode: child("clips", {"clips": clips, "probes": DEFAULT_PROBES, "options": options})
+                       for mode, options in MODES.items()}
+            aucs = {mode: heldout_aucs(records, run["p_fake"]) for mode, run in heldout.items()}
     print(stage_table(runs))
 
     fast, naive, first = runs["(a) fast"], runs["(a) naive"], runs["(a) fast, first request"]
@@ -335,6 +397,23 @@ def main() -> int:
           None, "x")
     check(rows, "(a) face stride 5: max |logit| vs every step", max_logit_difference(strided["logits"], fast["logits"]),
           "<= 0.05", max_logit_difference(strided["logits"], fast["logits"]) <= 0.05)
+    for probe_id in demo_probes:
+        difference = max(max_logit_difference({probe_id: demo["fast"]["logits"][clip][probe_id]},
+                                               {probe_id: demo["naive"]["logits"][clip][probe_id]})
+                         for clip in DEMO_CLIPS)
+        check(rows, f"demo clips: max |logit| fast vs naive (fp32), {probe_id}", difference, "<= 0.05",
+              difference <= 0.05)
+    if args.heldout_clips:
+        for probe_id in DEFAULT_PROBES:
+            fast_auc, naive_auc = aucs["fast"][probe_id], aucs["naive"][probe_id]
+            unchanged = fast_auc is not None and naive_auc is not None and round(fast_auc, 2) == round(naive_auc, 2)
+            check(rows, f"held-out video AUC, {args.heldout_clips} clips, fast, {probe_id}", fast_auc or 0.0,
+                  f"= naive {naive_auc:.2f}" if naive_auc is not None else "two classes", unchanged)
+            check(rows, f"held-out video AUC, {args.heldout_clips} clips, naive, {probe_id}", naive_auc or 0.0,
+                  f"card: {card_auc(probe_id):.4f}", None)
+        difference = max(max_logit_difference(heldout["fast"]["logits"][clip], heldout["naive"]["logits"][clip])
+                         for clip in heldout["fast"]["logits"])
+        check(rows, "held-out clips: max |logit| fast vs naive (fp32)", difference, "<= 0.05", difference <= 0.05)
     check(rows, "switching probe (first analysis reused)", fast["switch_s"], "<= 0.5 s", fast["switch_s"] <= 0.5, "s")
     long_run = runs[f"(a) fast, {args.long_seconds:.0f} s clip"]
     time_ratio = long_run["total_s"] / long_run["reference_total_s"]  # both clips in one process: no drift

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, "benchmarks/bench_performance.py", "--skip-large", "--skip-startup",
-                          "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--rounds", "1", "--out", str(out)],
+                          "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--rounds", "1", "--heldout-clips", "8",
+                          "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -23,6 +24,11 @@ def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     assert checks["(a) max |logit| fast vs naive (fp32)"]["pass"] is True
     assert checks["(a) max |logit| fast vs naive (fp32)"]["value"] <= 1e-4
     assert checks["switching probe (first analysis reused)"]["value"] < 5.0
+    for probe_id in ("demo/audio-selfsplice", "demo/visual-selfblend"):  # the bundled encoders run fp32 in both modes
+        assert checks[f"demo clips: max |logit| fast vs naive (fp32), {probe_id}"]["value"] <= 1e-4
+        auc = checks[f"held-out video AUC, 8 clips, fast, {probe_id}"]
+        assert auc["pass"] is True and 0.5 < auc["value"] <= 1.0, auc
+    assert checks["held-out clips: max |logit| fast vs naive (fp32)"]["value"] <= 1e-4
     assert set(report["runs"]) == {"(a) fast, first request", "(a) fast", "(a) naive", "(a) fast, face stride 5",
                                    "(a) fast, 4 s clip"}
     for name, run_figures in report["runs"].items():

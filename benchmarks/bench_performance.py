@@ -50,14 +50,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_PROBES = ["demo/audio-selfsplice", "demo/visual-selfblend"]
+PROBE_TARGETS = {"demo/audio-selfsplice": "audio", "demo/visual-selfblend": "visual"}  # the labels each is judged on
+DEFAULT_PROBES = list(PROBE_TARGETS)  # the bundled probes, the app's default
 VIT_L_PROBE = "random@random-clip-vit-l14"
 W2V_LARGE_PROBE = "random@random-wav2vec2-xls-r-300m"
 SWITCH_PROBE = "random@selfblend-cnn"  # another probe over the same encoder
 MODES = {"fast": {}, "naive": {"precision": "fp32", "batch_frames": 1, "face_stride": 1, "face_workers": 1}}
 DEMO_CLIPS = sorted(str(p) for p in (ROOT / "assets" / "demo").glob("*.mp4"))
 HELDOUT_SEED = 303  # the synthetic test split of the README and the probe cards
-PROBE_TARGETS = {"demo/audio-selfsplice": "audio", "demo/visual-selfblend": "visual"}  # labels each is judged on
 
 
 # -- the clips -------------------------------------------------------------------------------
@@ -294,6 +294,12 @@ def max_logit_difference(a: dict, b: dict) -> float:
     return max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k])))) for k in a)
 
 
+def clips_logit_difference(a: dict, b: dict, probe_ids: list[str]) -> float:
+    """The largest per-step |logit| difference of `probe_ids` over the clips of two `run_clips` results."""
+    return max(max_logit_difference({p: a[clip][p] for p in probe_ids}, {p: b[clip][p] for p in probe_ids})
+               for clip in a)
+
+
 def check(rows: list, name: str, value: float, target: str, passed: bool | None, unit: str = "") -> None:
     rows.append({"check": name, "value": round(value, 4), "unit": unit, "target": target,
                  "pass": None if passed is None else bool(passed)})
@@ -398,21 +404,18 @@ def main() -> int:
     check(rows, "(a) face stride 5: max |logit| vs every step", max_logit_difference(strided["logits"], fast["logits"]),
           "<= 0.05", max_logit_difference(strided["logits"], fast["logits"]) <= 0.05)
     for probe_id in demo_probes:
-        difference = max(max_logit_difference({probe_id: demo["fast"]["logits"][clip][probe_id]},
-                                               {probe_id: demo["naive"]["logits"][clip][probe_id]})
-                         for clip in DEMO_CLIPS)
+        difference = clips_logit_difference(demo["fast"]["logits"], demo["naive"]["logits"], [probe_id])
         check(rows, f"demo clips: max |logit| fast vs naive (fp32), {probe_id}", difference, "<= 0.05",
               difference <= 0.05)
     if args.heldout_clips:
-        for probe_id in DEFAULT_PROBES:
+        for probe_id in PROBE_TARGETS:
             fast_auc, naive_auc = aucs["fast"][probe_id], aucs["naive"][probe_id]
             unchanged = fast_auc is not None and naive_auc is not None and round(fast_auc, 2) == round(naive_auc, 2)
             check(rows, f"held-out video AUC, {args.heldout_clips} clips, fast, {probe_id}", fast_auc or 0.0,
                   f"= naive {naive_auc:.2f}" if naive_auc is not None else "two classes", unchanged)
             check(rows, f"held-out video AUC, {args.heldout_clips} clips, naive, {probe_id}", naive_auc or 0.0,
                   f"card: {card_auc(probe_id):.4f}", None)
-        difference = max(max_logit_difference(heldout["fast"]["logits"][clip], heldout["naive"]["logits"][clip])
-                         for clip in heldout["fast"]["logits"])
+        difference = clips_logit_difference(heldout["fast"]["logits"], heldout["naive"]["logits"], DEFAULT_PROBES)
         check(rows, "held-out clips: max |logit| fast vs naive (fp32)", difference, "<= 0.05", difference <= 0.05)
     check(rows, "switching probe (first analysis reused)", fast["switch_s"], "<= 0.5 s", fast["switch_s"] <= 0.5, "s")
     long_run = runs[f"(a) fast, {args.long_seconds:.0f} s clip"]

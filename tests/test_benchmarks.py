@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, "benchmarks/bench_performance.py", "--skip-large", "--skip-startup",
-                          "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--rounds", "1", "--heldout-clips", "8",
-                          "--out", str(out)],
+                          "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--rounds", "1",
+                          "--heldout-clips", "8", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())

@@ -38,6 +38,7 @@ from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
 from models.encoders import get_spec
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode
+from models.settings import Settings
 from models.timing import STEP_RATE
 from models.zoo import describe_probe, usable_probes
 
@@ -69,7 +70,8 @@ def settings_limits() -> MediaLimits:
 
 
 def settings_options() -> AnalysisOptions:
-    return AnalysisOptions(limits=settings_limits(), time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
+    return AnalysisOptions(settings=Settings(limits=settings_limits()),
+                           time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
 
 
 def scratch_folder(kind: str) -> Path:

@@ -57,11 +57,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from models.analysis import AnalysisOptions, analyze
     from models.cache import FeatureCache
     from models.media import MediaLimits
+    from models.settings import Settings
 
     limits = MediaLimits(max_duration_s=args.max_duration, frame_max_side=args.frame_size)
-    options = AnalysisOptions(limits=limits, face_stride=args.face_stride, stride=args.stride,
-                              precision=args.precision, weights=_pairs(args.weights, "--weights"),
-                              features=_pairs(args.features, "--features"),
+    settings = Settings(limits=limits, face_stride=args.face_stride, stride=args.stride, precision=args.precision,
+                        weights=_pairs(args.weights, "--weights"))
+    options = AnalysisOptions(settings=settings, features=_pairs(args.features, "--features"),
                               cache=None if args.no_cache else FeatureCache())
     bars = StageBars()
     try:
@@ -132,7 +133,7 @@ def cmd_spatial_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "spatial.json").write_text(json.dumps(report, indent=1))
     if args.into_card:
-        from models.workflows import record_in_card
+        from research.workflows import record_in_card
 
         print(f"recorded the spatial figures in {record_in_card(args.into_card, 'spatial', report)}")
     for key, value in report.items():
@@ -184,7 +185,7 @@ def _counter(label: str):
 
 
 def _config(args: argparse.Namespace):
-    from models.training import TrainConfig
+    from research.training import TrainConfig
 
     return TrainConfig(lr=args.lr, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                        batch_size=args.batch_size if args.triplet_weight == 0 else max(args.batch_size, 8),
@@ -192,17 +193,23 @@ def _config(args: argparse.Namespace):
                        projection_dim=args.projection_dim)
 
 
-def _source(args: argparse.Namespace):
-    from models.workflows import FeatureSource
+def _research_settings(args: argparse.Namespace):
+    from models.settings import Settings
 
-    return FeatureSource(face_stride=args.face_stride, precision=args.precision)
+    return Settings(face_stride=args.face_stride, precision=args.precision)
+
+
+def _source(args: argparse.Namespace):
+    from research.workflows import FeatureSource
+
+    return FeatureSource(settings=_research_settings(args))
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from models.workflows import extract
+    from research.workflows import extract
 
     report = extract(args.data, args.split or ["train", "val", "test"], args.encoder, use_ray=args.ray is not None,
-                     ray_address=args.ray or None, face_stride=args.face_stride, precision=args.precision,
+                     ray_address=args.ray or None, settings=_research_settings(args),
                      threads=args.threads, progress=_counter("extract"))
     print(f"extracted {len(report.done)} files, {len(report.cached)} were already cached, "
           f"{len(report.failed)} failed")
@@ -212,7 +219,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.workflows import train
+    from research.workflows import train
 
     path, probe = train(args.data, args.encoder, args.out, args.name, _config(args), args.attribution, _source(args),
                         progress=lambda epoch, h: print(f"epoch {epoch:3d}  train {h['train_loss']:.4f}  "
@@ -226,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_anomaly(args: argparse.Namespace) -> int:
-    from models.workflows import train_anomaly
+    from research.workflows import train_anomaly
 
     path = train_anomaly(args.kind, args.data, args.encoder, args.out, args.visual_encoder, args.name, _config(args),
                          args.width, args.layers, args.heads, _source(args))
@@ -235,11 +242,11 @@ def cmd_train_anomaly(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from models.workflows import evaluate
+    from research.workflows import evaluate
 
     report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args), args.target)
     if args.into_card:
-        from models.workflows import record_in_cards
+        from research.workflows import record_in_cards
 
         for card in record_in_cards(args.probe, report):
             print(f"recorded the test figures in {card}")
@@ -259,7 +266,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from models.pretext import PretextConfig, pretrain
+    from research.pretext import PretextConfig, pretrain
 
     def report(step: int, total: int, loss: float) -> None:
         if step % 50 == 0 or step == total:
@@ -272,7 +279,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from models.generator import generate
+    from research.generator import generate
 
     description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"))
     print(f"wrote {args.n} clips to {Path(args.out) / args.split}; dataset description {description}")

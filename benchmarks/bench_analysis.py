@@ -28,10 +28,11 @@ DEFAULT_ENCODERS = ["random-wav2vec2-xls-r-300m", "random-wavlm-large", "random-
 def run_child(encoder_id: str, clip: str, face_stride: int, precision: str) -> dict:
     """Analyse `clip` with random@encoder_id in this process; return timings and peak RSS."""
     from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
 
     start = time.perf_counter()
     result = analyze(clip, [f"random@{encoder_id}"],
-                     AnalysisOptions(cache=None, face_stride=face_stride, precision=precision))
+                     AnalysisOptions(cache=None, settings=Settings(face_stride=face_stride, precision=precision)))
     total = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"encoder": encoder_id, "total_s": total, "peak_rss_mb": peak_mb, "steps": result.media.n_steps,

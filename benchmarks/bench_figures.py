@@ -19,7 +19,7 @@ from explain.figures import temporal_figure  # noqa: E402
 from models.media import log_mel  # noqa: E402
 from explain.temporal import explain_scores  # noqa: E402
 from models.probes import ProbeScores, fuse, logsumexp, sigmoid  # noqa: E402
-from models.synthetic import speech_like_audio  # noqa: E402
+from research.synthetic import speech_like_audio  # noqa: E402
 from models.timing import STEP_RATE  # noqa: E402
 
 TARGET_S = 2.0

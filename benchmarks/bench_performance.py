@@ -65,7 +65,7 @@ HELDOUT_SEED = 303  # the synthetic test split of the README and the probe cards
 def speech_track(seconds: float) -> np.ndarray:
     """`seconds` of speech: espeak-ng sentences back to back where installed, else the
     project's speech-like stand-in."""
-    from models.generator import VOICES, WORDS, speech
+    from research.generator import VOICES, WORDS, speech
     from models.timing import SAMPLE_RATE
 
     total, parts, index = int(seconds * SAMPLE_RATE), [], 0
@@ -80,7 +80,7 @@ def speech_track(seconds: float) -> np.ndarray:
 def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720) -> Path:
     """A talking-head-like test clip: the astronaut photo moving over the frame, with speech."""
     from models.media import write_test_clip
-    from models.synthetic import moving_astronaut
+    from research.synthetic import moving_astronaut
 
     scene = moving_astronaut(int(round(seconds * 25)), width=width, height=height, scale=height / 512 * 0.8)
     return write_test_clip(path, scene.frames, audio=speech_track(seconds))
@@ -112,8 +112,9 @@ def run_pipeline(spec: dict) -> dict:
     the top spec['gradcam'] steps and a probe switch; timings (the median of
     spec['repeats'] runs), peak RSS and the logits."""
     from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
 
-    options = AnalysisOptions(cache=None, **spec.get("options", {}))
+    options = AnalysisOptions(cache=None, settings=Settings(**spec.get("options", {})))
     repeats = spec.get("repeats", 1)
     if spec.get("warm_clip"):  # the state of a running app after its first request: libraries and models loaded
         timed_analysis(spec["warm_clip"], spec, options)
@@ -213,8 +214,9 @@ def run_clips(spec: dict) -> dict:
     """Per-step logits and P(fake) of spec['probes'] on every clip of spec['clips'] under
     spec['options'] (the clips' agreement between modes, not their time)."""
     from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
 
-    options = AnalysisOptions(cache=None, **spec.get("options", {}))
+    options = AnalysisOptions(cache=None, settings=Settings(**spec.get("options", {})))
     logits, p_fake = {}, {}
     for clip in spec["clips"]:
         result = analyze(clip, spec["probes"], options)
@@ -227,8 +229,8 @@ def heldout_set(folder: Path, clips: int) -> dict[str, list]:
     """The first `clips` clips of the held-out synthetic test split (the generator draws each
     clip from its own index, so they are those of the full 80-clip split): each bundled
     probe's records, labelled by its own modality."""
-    from models.datasets import load_dataset_spec
-    from models.generator import generate
+    from research.datasets import load_dataset_spec
+    from research.generator import generate
 
     spec = load_dataset_spec(generate(folder, clips, HELDOUT_SEED, split="test", faces="heldout"))
     return {probe_id: spec.read("test", target) for probe_id, target in PROBE_TARGETS.items()}
@@ -236,7 +238,7 @@ def heldout_set(folder: Path, clips: int) -> dict[str, list]:
 
 def heldout_aucs(records: dict[str, list], p_fake: dict[str, dict[str, float]]) -> dict[str, float | None]:
     """Video AUC of each bundled probe over its held-out records (None with one class only)."""
-    from explain.evaluation import video_metrics
+    from research.evaluation import video_metrics
 
     return {probe_id: video_metrics([r.label for r in rows], [p_fake[r.path][probe_id] for r in rows])["auc"]
             for probe_id, rows in records.items()}

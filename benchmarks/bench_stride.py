@@ -36,10 +36,11 @@ def reencoded_copy(video: str, folder: Path) -> str:
 def main() -> int:
     from sklearn.metrics import roc_auc_score
 
-    from explain.evaluation import fake_clip_localisation
+    from research.evaluation import fake_clip_localisation
     from explain.temporal import step_labels, truth_for_modality
     from models.analysis import AnalysisOptions, analyze
-    from models.datasets import load_dataset_spec
+    from models.settings import Settings
+    from research.datasets import load_dataset_spec
     from models.encoders import get_spec
     from models.zoo import load_probe
 
@@ -72,7 +73,7 @@ def main() -> int:
             for record in records:
                 video = reencoded_copy(record.path, Path(folder)) if reencoded else record.path
                 started = time.perf_counter()
-                result = analyze(video, [args.probe], AnalysisOptions(cache=None, **{option: stride}))
+                result = analyze(video, [args.probe], AnalysisOptions(cache=None, settings=Settings(**{option: stride})))
                 seconds += time.perf_counter() - started
                 scores.append(result.probes[args.probe].scores.video_score)
                 logits.setdefault(name, []).append(result.probes[args.probe].scores.logits)

@@ -13,12 +13,13 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
-from models.encoders.base import FACE_MODALITIES, FRAME_BATCH, feature_version
+from models.encoders.base import FACE_MODALITIES
 from models.errors import AnalysisError
-from models.faces import FACE_WORKERS, FaceTrack, track_faces
-from models.media import Clip, MediaInfo, MediaLimits, decode, has_audio_track
+from models.faces import FACE_WORKERS, FaceTrack, shared_trackers, track_faces
+from models.media import Clip, MediaInfo, decode, has_audio_track, log_mel
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
-from models.timing import STEP_RATE
+from models.settings import Settings
+from models.timing import SAMPLE_RATE, STEP_RATE
 from models.zoo import load_probe
 
 StageProgress = Callable[[str, float], None] | None
@@ -27,15 +28,9 @@ REPORT_VERSION = 1
 
 @dataclass
 class AnalysisOptions:
-    """Knobs of one analysis; the defaults are what the app uses."""
+    """One analysis request: its `Settings` (what is computed) and how it runs."""
 
-    limits: MediaLimits = field(default_factory=MediaLimits)
-    face_stride: int = 1  # run face detection every N steps, track in between
-    face_workers: int = FACE_WORKERS  # frames detected at once, one mediapipe graph each (same result; 1: naive)
-    stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
-    batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
-    precision: str = "auto"  # fp32 | bf16 | auto
-    weights: dict[str, str] = field(default_factory=dict)  # encoder id → hub id or local path
+    settings: Settings = field(default_factory=Settings)
     features: dict[str, str | np.ndarray] = field(default_factory=dict)  # external encoder id → file
     cache: FeatureCache | None = field(default_factory=FeatureCache)  # None: no feature cache
     time_limit_s: float | None = None  # a request's time limit (the app sets one); None: no limit
@@ -49,6 +44,7 @@ class ProbeResult:
     offline_encoder: bool  # True when the encoder is a random-init / packaged stand-in
     card: dict
     scores: ProbeScores
+    probe: LinearProbe = field(repr=False)  # the head itself, for explanations; not serialised
 
     def to_dict(self) -> dict:
         return {"probe": self.probe_id, "encoder": self.encoder_id, "modality": self.modality,
@@ -68,10 +64,12 @@ class AnalysisResult:
     features: dict[str, np.ndarray] = field(default_factory=dict)  # encoder id → (T × D), not serialised
     options: AnalysisOptions | None = None  # the settings it ran with (explanations reuse them); not serialised
 
-    def reusable_for(self, video: str | Path) -> bool:
-        """Whether this result decoded `video` (same path and size) and kept what a re-run reuses."""
+    def reusable_for(self, video: str | Path, settings: Settings) -> bool:
+        """Whether this result decoded `video` (same path and size, same decoding limits) and
+        kept what a re-run reuses."""
         path = Path(video)
         return (self.clip is not None and self.options is not None and self.media.path == str(path)
+                and self.options.settings.limits == settings.limits
                 and path.is_file() and path.stat().st_size == self.media.size_bytes)
 
     @property
@@ -113,14 +111,14 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     `previous` analysis of the same video lends its frames, face track and features, so
     switching probes costs only what is new."""
     options = options or AnalysisOptions()
-    previous = previous if previous is not None and previous.reusable_for(video) else None
+    previous = previous if previous is not None and previous.reusable_for(video, options.settings) else None
     deadline = Deadline(options.time_limit_s, video)
     report = _stage_reporter(progress, deadline)
     specs = [get_spec(e) for e in dict.fromkeys(encoder_ids)]
     timings: dict[str, float] = {}
     start = time.perf_counter()
     report("decode", 0.0)
-    clip = previous.clip if previous is not None else decode(video, options.limits, deadline.check)
+    clip = previous.clip if previous is not None else decode(video, options.settings.limits, deadline.check)
     timings["decode"] = time.perf_counter() - start
     warnings = list(clip.warnings)
     skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}
@@ -129,13 +127,13 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     if any(_needs_faces(s) for s in runnable):
         start = time.perf_counter()
         same_faces = previous is not None and previous.face_track is not None \
-            and previous.options.face_stride == options.face_stride
+            and previous.options.settings.face_stride == options.settings.face_stride
         track = previous.face_track if same_faces else track_faces(
-            clip.frames, stride=options.face_stride, workers=options.face_workers,
+            clip.frames, stride=options.settings.face_stride, workers=options.settings.face_workers,
             progress=lambda f: report("faces", f))
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
-    inputs = ClipInputs(clip, track, options.features, options.batch_frames, options.stride)
+    inputs = ClipInputs(clip, track, options.features, options.settings.batch_frames, options.settings.stride)
     if track is not None:
         start = time.perf_counter()
         _prepare_crops(inputs, runnable)
@@ -152,7 +150,7 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
     options = options or AnalysisOptions()
     probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
-    audio = has_audio_track(video, options.limits)  # from the header: refuse before decoding anything
+    audio = has_audio_track(video, options.settings.limits)  # from the header: refuse before decoding anything
     skipped = {p.id: "no audio track" for p in probes if _needs_audio(get_spec(p.encoder_id)) and not audio}
     if len(skipped) == len(probes):
         raise AnalysisError("none of the chosen probes can run on this clip: "
@@ -173,10 +171,6 @@ def warm_up(probe_ids: list[str]) -> None:
     """Pay the one-time costs of a first analysis ahead of it (the app calls this in the
     background at launch): librosa's first mel filter bank and STFT (~3 s), the mediapipe
     graphs (~1 s each) and the probes' encoders."""
-    from models.faces import shared_trackers
-    from models.media import log_mel
-    from models.timing import SAMPLE_RATE
-
     log_mel(np.zeros(SAMPLE_RATE, np.float32))
     shared_trackers(FACE_WORKERS)
     for probe_id in probe_ids:
@@ -238,8 +232,8 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         timings[stage] = time.perf_counter() - start
         return features
     sha = inputs.clip.info.sha256
-    version = _version(spec, options)
-    if previous is not None and encoder_id in previous.features and _version(spec, previous.options) == version:
+    version = options.settings.cache_key(spec)
+    if previous is not None and encoder_id in previous.features and previous.options.settings.cache_key(spec) == version:
         timings[f"reused {encoder_id}"] = time.perf_counter() - start
         return previous.features[encoder_id]
     cached = options.cache.get(sha, encoder_id, version) if options.cache else None
@@ -248,7 +242,7 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
         timings[f"cache {encoder_id}"] = time.perf_counter() - start
         return cached
     report(f"load {encoder_id}", 0.0)
-    encoder = get_encoder(encoder_id, options.weights.get(encoder_id), options.precision)
+    encoder = get_encoder(encoder_id, options.settings.weights_for(encoder_id), options.settings.precision)
     timings[f"load {encoder_id}"] = time.perf_counter() - start
     start = time.perf_counter()
     computed = encoder.encode(inputs, lambda f: report(stage, f)).astype(np.float32)
@@ -261,12 +255,8 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
     return computed
 
 
-def _version(spec, options: AnalysisOptions) -> str:
-    return feature_version(spec, options.precision, options.face_stride, options.weights.get(spec.id), options.stride)
-
-
 def _probe_result(probe: LinearProbe, features: np.ndarray) -> ProbeResult:
     spec = get_spec(probe.encoder_id)
     return ProbeResult(probe_id=probe.id, encoder_id=spec.id, modality=spec.modality,
                        offline_encoder=spec.offline and spec.source != "external",
-                       card=probe.card, scores=probe.score(features))
+                       card=probe.card, scores=probe.score(features), probe=probe)

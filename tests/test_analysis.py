@@ -14,7 +14,8 @@ from models.analysis import AnalysisOptions, analyze
 from models.cache import FeatureCache
 from models.encoders.base import EncoderSpec
 from models.errors import AnalysisError
-from models.media import write_test_clip
+from models.media import MediaLimits, write_test_clip
+from models.settings import Settings
 from tests.conftest import gradient_frames
 from tests.test_encoders import TINY_AUDIO, TINY_CLIP_CONFIG, TINY_VIDEOMAE, TINY_VIT
 
@@ -43,7 +44,7 @@ def tiny_families(register, tmp_path):
 
 @pytest.fixture(scope="module")
 def ten_second_clip(tmp_path_factory):
-    from models.synthetic import moving_astronaut, speech_like_audio
+    from research.synthetic import moving_astronaut, speech_like_audio
 
     scene = moving_astronaut(250, width=480, height=270, scale=0.5)
     return write_test_clip(tmp_path_factory.mktemp("ten") / "ten.mp4", scene.frames, audio=speech_like_audio(10.0))
@@ -105,22 +106,24 @@ def test_switching_probe_reuses_the_previous_analysis(face_clip, monkeypatch):
 
 def test_previous_analysis_with_other_settings_or_video_is_not_reused(face_clip, tmp_path):
     first = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None))
-    strided = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, stride=4), previous=first)
+    strided = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, settings=Settings(stride=4)), previous=first)
     assert "encoder selfblend-cnn" in strided.timings  # another encoder stride: features recomputed
     other = write_test_clip(tmp_path / "other.mp4", gradient_frames(25))
-    assert not first.reusable_for(other) and first.reusable_for(face_clip)
+    defaults = Settings()
+    assert not first.reusable_for(other, defaults) and first.reusable_for(face_clip, defaults)
+    assert not first.reusable_for(face_clip, Settings(limits=MediaLimits(frame_max_side=320)))  # other frame size
 
 
 def test_naive_and_fast_frame_batches_give_the_same_features(face_clip):
     fast = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None))
-    naive = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, batch_frames=1, precision="fp32"))
+    naive = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None, settings=Settings(batch_frames=1, precision="fp32")))
     assert np.allclose(fast.features["selfblend-cnn"], naive.features["selfblend-cnn"], atol=1e-5)
 
 
 def test_encoder_stride_computes_every_nth_step_and_interpolates(face_clip):
     full = analyze(face_clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None)).features["selfblend-cnn"]
     strided = analyze(face_clip, ["demo/visual-selfblend"],
-                      AnalysisOptions(cache=None, stride=4)).features["selfblend-cnn"]
+                      AnalysisOptions(cache=None, settings=Settings(stride=4))).features["selfblend-cnn"]
     n = len(full)
     computed = list(range(0, n, 4)) + ([n - 1] if (n - 1) % 4 else [])
     assert np.allclose(strided[computed], full[computed], atol=1e-5)

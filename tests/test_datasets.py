@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from models.datasets import load_dataset_spec
+from research.datasets import load_dataset_spec
 from models.errors import AnalysisError
 
 

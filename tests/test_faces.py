@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.faces import CropGeometry, track_faces
-from models.synthetic import moving_astronaut
+from research.synthetic import moving_astronaut
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 

@@ -109,10 +109,11 @@ def _worker(connection, tmp: str) -> None:
 
     tempfile.tempdir = tmp
     from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
     from models.errors import AnalysisError
     from models.media import MediaLimits
 
-    options = AnalysisOptions(limits=MediaLimits(max_duration_s=60), cache=None, face_stride=5)
+    options = AnalysisOptions(settings=Settings(limits=MediaLimits(max_duration_s=60), face_stride=5), cache=None)
     while True:
         path = connection.recv()
         if path is None:

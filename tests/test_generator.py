@@ -8,8 +8,8 @@ import json
 import pytest
 
 from explain.temporal import validate_truth
-from models.datasets import load_dataset_spec
-from models.generator import generate, identities
+from research.datasets import load_dataset_spec
+from research.generator import generate, identities
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_held_out_identities_are_disjoint():
 
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed")
 def test_pretraining_voices_never_include_a_held_out_accent_or_variant():
-    from models.generator import HELDOUT_VOICES, VOICES, pretraining_voices
+    from research.generator import HELDOUT_VOICES, VOICES, pretraining_voices
 
     pool = pretraining_voices()
     # written out, not derived as the pool is: the accents and variants only the held-out voices use
@@ -102,7 +102,7 @@ def test_bundled_demo_clips_carry_their_ground_truth():
 
 @pytest.mark.slow
 def test_demo_clips_are_reproduced_by_the_generator(tmp_path):
-    from models.generator import make_demo
+    from research.generator import make_demo
 
     for path in make_demo(tmp_path):
         assert path.read_bytes() == (DEMO / path.name).read_bytes(), path.name

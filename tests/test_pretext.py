@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from models.encoders import create_encoder, get_spec
-from models.encoders.base import feature_version
 from models.errors import AnalysisError
-from models.pretext import (PretextConfig, padded_batch, pretrain_selfblend, pretrain_selfsplice,
+from research.pretext import (PretextConfig, padded_batch, pretrain_selfblend, pretrain_selfsplice,
                             save_project_encoder, self_blend, self_splice, token_labels)
 from models.timing import SAMPLE_RATE, STEP_RATE
 
@@ -37,8 +36,8 @@ def test_token_labels_follow_the_mask():
 
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed")
 def test_self_splice_labels_cover_the_replaced_segment():
-    from models.generator import VOICES
-    from models.pretext import real_utterances
+    from research.generator import VOICES
+    from research.pretext import real_utterances
 
     utterance = real_utterances(1, seed=4, voices=VOICES)[0]
     audio, labels = self_splice(utterance, np.random.default_rng(1), seed=9)
@@ -79,6 +78,7 @@ def test_pretrained_vit_saves_and_loads_through_the_registry(register, tmp_path)
 
 def test_splice_net_trains_and_encodes_at_25_hz(register, tmp_path, face_clip):
     from models.analysis import AnalysisOptions, extract_features
+    from models.settings import Settings
 
     spec = register(replace(get_spec("selfsplice-gru"), id="tiny-splice", arch={"width": 8, "hidden": 4}, dim=8))
     rng = np.random.default_rng(0)
@@ -88,7 +88,7 @@ def test_splice_net_trains_and_encodes_at_25_hz(register, tmp_path, face_clip):
     assert metrics["val_token_auc"] is None  # nothing spliced: no AUC, not a NaN
     save_project_encoder(network, spec, tmp_path, {})
     features = extract_features(face_clip, ["tiny-splice"], AnalysisOptions(
-        cache=None, weights={"tiny-splice": str(tmp_path / "tiny-splice.safetensors")}))
+        cache=None, settings=Settings(weights={"tiny-splice": str(tmp_path / "tiny-splice.safetensors")})))
     assert features.features["tiny-splice"].shape == (50, 8)
 
 
@@ -96,12 +96,3 @@ def test_missing_project_weights_say_how_to_get_them(register):
     register(replace(get_spec("selfblend-cnn"), id="absent-blend", weights="absent-blend.safetensors"))
     with pytest.raises(AnalysisError, match="pretrain absent-blend"):
         create_encoder("absent-blend")
-
-
-def test_cache_key_follows_the_weights(tmp_path):
-    spec = get_spec("selfsplice-gru")
-    bundled = feature_version(spec, "fp32", 1)
-    other = tmp_path / "w.safetensors"
-    other.write_bytes(b"x")
-    assert feature_version(spec, "fp32", 1, str(other)) != bundled
-    assert feature_version(get_spec("random-selfsplice-gru"), "fp32", 1) == "1-d128-float32-faces1"

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from models.cache import FeatureCache
-from models.datasets import load_dataset_spec
+from research.datasets import load_dataset_spec
 from models.encoders import get_spec, register_encoder, unregister_encoder
-from models.encoders.base import EncoderSpec, feature_version
-from models.extract import extract_dataset
+from models.encoders.base import EncoderSpec
+from research.extract import extract_dataset
 from models.faces import TRACKER_VERSION
-from models.training import TrainConfig
-from models.workflows import FeatureSource, evaluate, record_in_cards, train, train_anomaly
+from models.settings import Settings
+from research.training import TrainConfig
+from research.workflows import FeatureSource, evaluate, record_in_cards, train, train_anomaly
 from tests.builders import write_av1m_dataset
 from tests.test_encoders import TINY_AUDIO, TINY_VIT
 
@@ -51,7 +52,7 @@ def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, 
     assert probe.card["training"]["lr"] == 1e-3 and probe.card["training"]["patience"] == 10
     assert probe.card["training_data"]["splits"] == {"train": 60, "val": 20}
     # the card names the features it was trained on; for face crops that includes the tracker
-    assert probe.card["training_data"]["features"] == feature_version(get_spec(AUDIO_ENCODER), "fp32", 1)
+    assert probe.card["training_data"]["features"] == Settings(precision="fp32").cache_key(get_spec(AUDIO_ENCODER))
     face_features = source.describe(probe.card["training_data"]["dataset"], "tiny-fsfm")
     assert face_features.endswith(f"tracker{TRACKER_VERSION}")
     triplet_card, triplet = train(str(toy), "tiny-wav2vec2", tmp_path / "probes", source=source,

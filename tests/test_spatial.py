@@ -8,13 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from explain.spatial import (GradCamTarget, _attribution_layer, explain_spatial, grad_cam, gradcam_target,
-                             cascade_depths, hotspot, map_to_frame, overlay, pointing_game, randomised_network)
+from explain.explainers import get_explainer, list_explainers
+from explain.explainers.gradcam import GradCamTarget, _attribution_layer, grad_cam, gradcam_target
+from explain.spatial import (cascade_depths, explain_spatial, hotspot, map_to_frame, overlay, pointing_game,
+                             randomised_network)
 from models.analysis import AnalysisOptions, analyze
 from models.encoders import EncoderSpec, get_encoder
 from models.encoders.vision import FrameEncoder
+from models.errors import AnalysisError
 from models.faces import CropGeometry
 from models.probes import LinearProbe, random_probe
+from models.settings import Settings
 
 TINY_VIT = {"patch_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
 TINY_CLIP = {"embed_dim": 24, "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32,
@@ -35,13 +39,15 @@ def tiny_encoders(register, tmp_path):
     return ["tiny-fsfm-spatial", "tiny-clip-spatial", "random-selfblend-cnn"]
 
 
+@pytest.mark.parametrize("method", list_explainers())
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_grad_cam_smoke_over_vit_families(tiny_encoders, face_clip, index):
+def test_explainer_smoke_over_methods_and_encoder_families(tiny_encoders, face_clip, index, method):
     encoder_id = tiny_encoders[index]
     probe_id = f"random@{encoder_id}"
-    result = analyze(face_clip, [probe_id], AnalysisOptions(cache=None, precision="fp32"))
-    explanation = explain_spatial(result, probe_id, k=3)
-    assert len(explanation.heatmaps) == 3
+    result = analyze(face_clip, [probe_id], AnalysisOptions(cache=None, settings=Settings(precision="fp32")))
+    explanation = explain_spatial(result, probe_id, k=3, method=method)
+    assert len(explanation.heatmaps) == 3 and explanation.method == method
+    assert all(h.probe_id == probe_id for h in explanation.heatmaps)
     height, width = result.clip.frames.shape[1:3]
     for heatmap in explanation.heatmaps:
         assert heatmap.crop_map.shape == (224, 224) and heatmap.frame_map.shape == (height, width)
@@ -239,18 +245,27 @@ def test_pointing_game():
 
 
 def test_gradcam_target_refuses_unknown_networks():
-    from models.errors import AnalysisError
-
     with pytest.raises(AnalysisError, match="does not know where to look"):
         gradcam_target(nn.Linear(2, 2))
     assert isinstance(gradcam_target(RedDetector()), GradCamTarget)
 
 
 def test_audio_probe_has_no_spatial_explanation(face_clip):
-    from models.errors import AnalysisError
-
     probe = "random@random-selfsplice-gru"
     result = analyze(face_clip, [probe], AnalysisOptions(cache=None))
     with pytest.raises(AnalysisError, match="no image input"):
         explain_spatial(result, probe)
     assert random_probe("random-selfsplice-gru").dim == 128
+
+
+def test_explainer_interface_ties_maps_to_steps_time_and_probe():
+    crops = np.zeros((2, 32, 32, 3), np.uint8)
+    crops[1, :8, :8, 0] = 255  # red evidence in the top-left corner of the second crop
+    probe = LinearProbe(np.array([1.0, 0, 0, 0]), 0.0, {"id": "red", "encoder": "cnn"})
+    maps = get_explainer("gradcam")(CnnEncoder(), probe, crops, [10, 50])
+    assert [(m.probe_id, m.step, m.time_s) for m in maps] == [("red", 10, 0.4), ("red", 50, 2.0)]
+    assert maps[1].crop_map.shape == (32, 32) and np.unravel_index(maps[1].crop_map.argmax(), (32, 32))[0] < 16
+    with pytest.raises(AnalysisError, match="2 crops were given for 1 steps"):
+        get_explainer("gradcam")(CnnEncoder(), probe, crops, [10])
+    with pytest.raises(AnalysisError, match="unknown explanation method"):
+        get_explainer("no-such-method")

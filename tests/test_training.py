@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.training import ProbeNet, TrainConfig, batch_all_triplet_loss, train_probe, video_loss
+from research.training import ProbeNet, TrainConfig, batch_all_triplet_loss, train_probe, video_loss
 
 
 def videos(n, flip=False, seed=0, dim=16):

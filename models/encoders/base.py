@@ -123,38 +123,6 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def feature_version(spec: EncoderSpec, precision: str, face_stride: int, weights: str | None = None,
-                    stride: int = 1) -> str:
-    """The feature-cache key part for an encoder's settings: preprocessing version, width,
-    numeric precision, face-detection stride, for encoders of face crops the face
-    tracker's version, the encoder stride of per-frame encoders and, when they can change,
-    which weights."""
-    dtype = str(resolve_dtype(precision)).removeprefix("torch.")
-    version = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{face_stride}"
-    if spec.modality in FACE_MODALITIES:
-        version += f"-tracker{TRACKER_VERSION}"
-    if stride > 1 and spec.family in STRIDED_FAMILIES:
-        version += f"-stride{stride}"
-    tag = weights_tag(spec, weights)
-    return f"{version}-{tag}" if tag else version
-
-
-def weights_tag(spec: EncoderSpec, weights: str | None) -> str:
-    """'' for an entry's fixed weights; a short fingerprint of an override (its name, size and
-    modification time when local) or of a project encoder's bundled weights (their SHA-256)."""
-    import hashlib
-
-    if weights:
-        path = os.path.expanduser(weights)
-        stamp = f"{weights}|{os.path.getsize(path)}|{os.path.getmtime(path)}" if os.path.isfile(path) else weights
-        return "w" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    if spec.source == "project":
-        from models.encoders.project import bundled_sha256
-
-        return "w" + bundled_sha256(spec)[:12]
-    return ""
-
-
 def pair_frames(features: np.ndarray) -> np.ndarray:
     """50 Hz → 25 Hz as in SSR-DFD: concatenate consecutive pairs of frames (T × D →
     ceil(T/2) × 2D), repeating the last frame when T is odd."""

@@ -1,7 +1,7 @@
 """Encoders this project pretrains itself, offline, with self-supervised pretext tasks on
 real (unmanipulated) material only, and ships in `assets/encoders/` (safetensors + card
 with the recipe and SHA-256). They exist because no pretrained SSL weights can be
-downloaded on offline machines; see `models/pretext.py` for how they are trained.
+downloaded on offline machines; see `research/pretext.py` for how they are trained.
 
 - `selfblend-cnn` (face): a small CNN that learned where a real face crop was blended with
   a re-rendered copy of itself (the self-blended-images idea); its feature is the mean of

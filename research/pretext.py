@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.datasets import load_dataset_spec
+from research.datasets import load_dataset_spec
 from models.encoders import get_spec
 from models.encoders.base import ClipInputs, EncoderSpec
 from models.encoders.project import BlendCNN, SpliceNet, crop_pixels, splice_net_input
@@ -83,7 +83,7 @@ def real_face_crops(data: str, split: str, every: int = 3) -> np.ndarray:
 def real_utterances(n: int, seed: int, voices: tuple[str, ...]) -> list[tuple[np.ndarray, str, int, int]]:
     """`n` utterances (audio, voice, speed, pitch) of the given voices, with the generator's
     leading and trailing silence."""
-    from models.generator import WORDS, speech
+    from research.generator import WORDS, speech
 
     rng = np.random.default_rng(seed)
     out = []
@@ -195,7 +195,7 @@ def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Gene
 
 def resynthesised(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int) -> np.ndarray:
     """New words in the utterance's voice at another pitch and speed, half the time formant-shifted."""
-    from models.generator import WORDS, speech
+    from research.generator import WORDS, speech
 
     _, voice, speed, pitch = utterance
     new_pitch = int(np.clip(pitch + rng.choice([-1, 1]) * rng.integers(6, 30), 0, 99))
@@ -375,7 +375,7 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
         material = {"dataset": str(data), "face_crops": {"train": len(train), "val": len(val)},
                     "what": "real (not visually manipulated) steps of the generator's training identities"}
     else:
-        from models.generator import HELDOUT_VOICES, pretraining_voices
+        from research.generator import HELDOUT_VOICES, pretraining_voices
 
         voices = pretraining_voices()
         train = real_utterances(utterances, config.seed, voices)

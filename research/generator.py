@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from models.media import write_test_clip
-from models.synthetic import speech_like_audio
+from research.synthetic import speech_like_audio
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
 
 FRAME_SIZE = (320, 256)

@@ -7,7 +7,7 @@ Option (Mylonas & Papadopoulos, FSFM + metric learning): a small projection head
 with the classification loss plus a batch-all triplet loss on pooled video embeddings;
 the triplet classes can be attribution labels (manipulation type or source dataset).
 
-`fit` is the one early-stopping loop; the anomaly proxies (models/anomaly.py) use it too.
+`fit` is the one early-stopping loop; the anomaly proxies (research/anomaly.py) use it too.
 """
 from __future__ import annotations
 

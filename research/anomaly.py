@@ -7,7 +7,7 @@
   rewards the aligned pair); per-step score = −log p(aligned), video score =
   logsumexp_t of it.
 
-Both train with `models.training.fit` (early stopping on validation loss) and score
+Both train with `research.training.fit` (early stopping on validation loss) and score
 through the same `ProbeScores` as the probes, so `evaluate` treats them alike; they give
 no calibrated probability (p_fake is NaN) and stay out of the probability fusion.
 """
@@ -25,7 +25,7 @@ from torch import nn
 
 from models.errors import AnalysisError
 from models.probes import ProbeScores, safe_name
-from models.training import TrainConfig, fit
+from research.training import TrainConfig, fit
 
 SYNC_WINDOW = 15
 

@@ -8,23 +8,23 @@ from typing import Callable
 import numpy as np
 
 from models.cache import FeatureCache
-from models.datasets import DatasetSpec, Record, load_dataset_spec
+from research.datasets import DatasetSpec, Record, load_dataset_spec
 from models.encoders import get_spec
-from models.encoders.base import feature_version
 from models.errors import AnalysisError
-from models.extract import ExtractionReport, ShaIndex, extract_dataset, load_record_features
+from research.extract import RESEARCH_SETTINGS, ExtractionReport, ShaIndex, extract_dataset, load_record_features
 from models.probes import LinearProbe, save_probe
-from models.training import TrainConfig, train_probe
+from models.settings import Settings
+from research.training import TrainConfig, train_probe
 
 
 class FeatureSource:
     """Features of dataset records: a dataset's precomputed folder, else the feature cache,
     extracting what is missing in-process when allowed."""
 
-    def __init__(self, cache: FeatureCache | None = None, face_stride: int = 1, precision: str = "fp32",
+    def __init__(self, cache: FeatureCache | None = None, settings: Settings = RESEARCH_SETTINGS,
                  extract_missing: bool = True):
         self.cache = cache or FeatureCache()
-        self.face_stride, self.precision, self.extract_missing = face_stride, precision, extract_missing
+        self.settings, self.extract_missing = settings, extract_missing
         self.sha_index = ShaIndex.for_cache(self.cache)
         self.features_roots: dict[str, Path | None] = {}
         self.failed: dict[str, str] = {}
@@ -39,28 +39,28 @@ class FeatureSource:
         root = self.features_roots.get(dataset)
         if root is not None:
             return f"precomputed in {root}"
-        return feature_version(get_spec(encoder_id), self.precision, self.face_stride)
+        return self.settings.cache_key(get_spec(encoder_id))
 
     def __call__(self, record: Record, encoder_id: str) -> np.ndarray | None:
         root = self.features_roots.get(record.dataset)
-        features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision, root,
+        features = load_record_features(record, encoder_id, self.cache, self.settings, root,
                                         self.sha_index)
         if features is None and root is None and self.extract_missing and record.path not in self.failed:
-            report = extract_dataset([record], [encoder_id], self.cache, self.face_stride, self.precision,
+            report = extract_dataset([record], [encoder_id], self.cache, self.settings,
                                      sha_index=self.sha_index)
             self.failed.update(report.failed)
-            features = load_record_features(record, encoder_id, self.cache, self.face_stride, self.precision,
-                                            None, self.sha_index)
+            features = load_record_features(record, encoder_id, self.cache, self.settings, None,
+                                            self.sha_index)
         return features
 
 
 def extract(data: list[str], splits: list[str], encoder_ids: list[str], cache: FeatureCache | None = None,
-            use_ray: bool = False, ray_address: str | None = None, face_stride: int = 1, precision: str = "fp32",
+            use_ray: bool = False, ray_address: str | None = None, settings: Settings = RESEARCH_SETTINGS,
             threads: int = 1, progress: Callable[[int, int], None] | None = None) -> ExtractionReport:
     for encoder_id in encoder_ids:
         get_spec(encoder_id)  # unknown ids fail before any work
     records = [r for path in data for split in splits for r in _split(load_dataset_spec(path), split)]
-    return extract_dataset(records, encoder_ids, cache, face_stride, precision, ray_address, use_ray, threads,
+    return extract_dataset(records, encoder_ids, cache, settings, ray_address, use_ray, threads,
                            progress)
 
 
@@ -115,7 +115,7 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
         card["warning"] = SYNTHETIC_WARNING
     probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
                                 classes, progress)
-    from explain.evaluation import video_metrics
+    from research.evaluation import video_metrics
 
     scores = [probe.score(x).video_score for x, _, _ in val_set]
     probe.card["metrics"] = {"val": video_metrics([y for _, y, _ in val_set], scores)}
@@ -135,7 +135,7 @@ def load_scorer_ref(ref: str):
         except ValueError:
             kind = None
         if kind in ("next-step", "av-sync"):
-            from models.anomaly import load_scorer
+            from research.anomaly import load_scorer
 
             return load_scorer(path)
     return load_probe(ref)
@@ -170,8 +170,8 @@ def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:
 def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split: str = "test",
              source: FeatureSource | None = None, target: str = "any") -> tuple[dict, dict]:
     """Evaluate scorers on the `split` of every dataset; write the report files."""
-    from explain.evaluation import evaluate as run_evaluation
-    from explain.evaluation import write_evaluation
+    from research.evaluation import evaluate as run_evaluation
+    from research.evaluation import write_evaluation
 
     if not scorer_refs:
         raise AnalysisError("no probe to evaluate.", hint="Pass --probe ID (repeat for several).")
@@ -194,7 +194,7 @@ def train_anomaly(kind: str, data: str, encoder_id: str, out_dir: str | Path, vi
                   name: str | None = None, config: TrainConfig = TrainConfig(), width: int = 512,
                   layers: int = 4, heads: int = 4, source: FeatureSource | None = None) -> Path:
     """Train an anomaly proxy on the real videos of the train/val splits."""
-    from models.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
+    from research.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
 
     if kind not in ANOMALY_KINDS:
         raise AnalysisError(f"unknown anomaly proxy {kind!r}.", hint=f"Use one of {', '.join(ANOMALY_KINDS)}.")

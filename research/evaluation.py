@@ -14,7 +14,7 @@ import numpy as np
 
 from explain.temporal import localisation_metrics, step_labels, truth_for_modality
 from models.cache import atomic_write
-from models.datasets import Record
+from research.datasets import Record
 from models.encoders import get_spec
 from models.probes import ProbeScores
 

@@ -20,10 +20,13 @@ import numpy as np
 
 from models.analysis import AnalysisOptions, extract_features
 from models.cache import FeatureCache
-from models.datasets import Record
+from research.datasets import Record
 from models.encoders import get_spec, register_encoder
-from models.encoders.base import EncoderSpec, feature_version
+from models.encoders.base import EncoderSpec
 from models.errors import AnalysisError
+from models.settings import Settings
+
+RESEARCH_SETTINGS = Settings(precision="fp32")  # research caches are fp32 on every CPU: same features anywhere
 
 
 @dataclass
@@ -42,13 +45,11 @@ class ExtractionJob:
 
     encoder_specs: tuple[EncoderSpec, ...]
     cache_root: str
-    face_stride: int = 1
-    precision: str = "fp32"
+    settings: Settings = RESEARCH_SETTINGS
     threads: int = 1
 
     def options(self) -> AnalysisOptions:
-        return AnalysisOptions(face_stride=self.face_stride, precision=self.precision,
-                               cache=FeatureCache(self.cache_root))
+        return AnalysisOptions(settings=self.settings, cache=FeatureCache(self.cache_root))
 
 
 def extract_one(path: str, job: ExtractionJob) -> tuple[str, str, str]:
@@ -83,7 +84,7 @@ def is_cached(path: str, job: ExtractionJob, sha_index: "ShaIndex") -> bool:
     if sha is None:
         return False
     cache = FeatureCache(job.cache_root)
-    return all(cache.path(sha, spec.id, feature_version(spec, job.precision, job.face_stride)).exists()
+    return all(cache.path(sha, spec.id, job.settings.cache_key(spec)).exists()
                for spec in job.encoder_specs)
 
 
@@ -130,15 +131,14 @@ class ShaIndex:
 
 
 def extract_dataset(records: list[Record], encoder_ids: list[str], cache: FeatureCache | None = None,
-                    face_stride: int = 1, precision: str = "fp32", ray_address: str | None = None,
+                    settings: Settings = RESEARCH_SETTINGS, ray_address: str | None = None,
                     use_ray: bool = False, threads: int = 1,
                     progress: Callable[[int, int], None] | None = None,
                     sha_index: ShaIndex | None = None) -> ExtractionReport:
     """Cache features of every record for every encoder; files already cached are skipped
     (resume), files that fail are reported with their reason and the rest go on."""
     cache = cache or FeatureCache()
-    job = ExtractionJob(tuple(get_spec(e) for e in dict.fromkeys(encoder_ids)), str(cache.root), face_stride,
-                        precision, threads)
+    job = ExtractionJob(tuple(get_spec(e) for e in dict.fromkeys(encoder_ids)), str(cache.root), settings, threads)
     report = ExtractionReport()
     sha_index = sha_index or ShaIndex.for_cache(cache)
     pending = []
@@ -184,7 +184,7 @@ def _forwarded_env() -> dict[str, str]:
 
 
 def load_record_features(record: Record, encoder_id: str, cache: FeatureCache | None = None,
-                         face_stride: int = 1, precision: str = "fp32",
+                         settings: Settings = RESEARCH_SETTINGS,
                          features_root: Path | None = None, sha_index: ShaIndex | None = None) -> np.ndarray | None:
     """A record's features: from a precomputed-features folder when the dataset has one,
     else from the cache (None when not extracted yet)."""
@@ -201,4 +201,4 @@ def load_record_features(record: Record, encoder_id: str, cache: FeatureCache | 
     sha = (sha_index or ShaIndex.for_cache(cache)).sha256(record.path)
     if sha is None:
         return None
-    return cache.get(sha, encoder_id, feature_version(spec, precision, face_stride))
+    return cache.get(sha, encoder_id, settings.cache_key(spec))

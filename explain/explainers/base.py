@@ -1,0 +1,59 @@
+"""The one interface every spatial explanation method implements (as pytorch-grad-cam's
+base class does): maps of a probe's step logit over its encoder's input crops."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from torch import nn
+
+from models.encoders.vision import FrameEncoder
+from models.errors import AnalysisError
+from models.probes import LinearProbe
+from models.timing import STEP_RATE
+
+
+@dataclass
+class StepMap:
+    """One step's map over the encoder's input crop (0..1, crop size), with the logit it explains."""
+
+    probe_id: str
+    step: int
+    crop_map: np.ndarray
+    logit: float
+
+    @property
+    def time_s(self) -> float:
+        """The start of the step on the 25 Hz clock."""
+        return self.step / STEP_RATE
+
+
+class Explainer:
+    """An explanation method. Subclasses implement `attribute`; `__call__` ties the maps to
+    their steps and probe."""
+
+    name = ""
+
+    def __call__(self, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
+                 steps: Sequence[int]) -> list[StepMap]:
+        """Maps for the face crops (N, H, W, 3) of `steps`, one per step."""
+        if len(crops) != len(steps):
+            raise AnalysisError(f"{len(crops)} crops were given for {len(steps)} steps.")
+        maps, logits = self.attribute(encoder, probe, crops)
+        return [StepMap(probe.id, int(step), crop_map, float(logit))
+                for step, crop_map, logit in zip(steps, maps, logits)]
+
+    def attribute(self, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
+                  network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Maps (N, crop, crop) scaled to 0..1 and the step logits (N,) of the crops;
+        `network` stands in for the encoder's own (the randomisation sanity check)."""
+        raise NotImplementedError
+
+
+def to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
+    """Upsample (N, h, w) maps to (N, size, size) and scale each to 0..1."""
+    out = np.stack([cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
+    peaks = out.reshape(len(out), -1).max(1)
+    return out / np.where(peaks > 0, peaks, 1.0)[:, None, None]

@@ -1,0 +1,71 @@
+"""`Settings`: every knob that decides what an analysis computes (decoding, faces,
+encoders, precision, stride), immutable, with the one feature-cache key built from it.
+
+Analysis, extraction and the research workflows all key the feature cache through
+`Settings.cache_key`, so a setting added here reaches every cache user at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from models.encoders.base import FACE_MODALITIES, FRAME_BATCH, STRIDED_FAMILIES, EncoderSpec, resolve_dtype
+from models.encoders.project import bundled_sha256
+from models.faces import FACE_WORKERS, TRACKER_VERSION
+from models.media import MediaLimits
+
+DEFAULT_FRAME_SIDE = MediaLimits().frame_max_side
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one analysis runs with. Fields that change features are part of the cache key;
+    `face_workers` and `batch_frames` change only speed (their results are identical)."""
+
+    limits: MediaLimits = field(default_factory=MediaLimits)  # decoding: what is accepted, the working frame size
+    face_stride: int = 1  # run face detection every N steps, track in between
+    face_workers: int = FACE_WORKERS  # frames detected at once, one mediapipe graph each (same result; 1: naive)
+    stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
+    batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
+    precision: str = "auto"  # fp32 | bf16 | auto
+    weights: Mapping[str, str] | tuple[tuple[str, str], ...] = ()  # encoder id → hub id or local path
+
+    def __post_init__(self) -> None:  # kept as sorted pairs: hashable, picklable (Ray), immutable
+        pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
+        object.__setattr__(self, "weights", tuple(sorted((str(k), str(v)) for k, v in pairs)))
+
+    def weights_for(self, encoder_id: str) -> str | None:
+        return dict(self.weights).get(encoder_id)
+
+    def with_changes(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def cache_key(self, spec: EncoderSpec) -> str:
+        """The feature-cache key part for `spec` under these settings: preprocessing version,
+        width, numeric precision, face-detection stride; for encoders of face crops the face
+        tracker's version and any non-default working frame size; the encoder stride of
+        per-frame encoders; and, when they can change, which weights."""
+        dtype = str(resolve_dtype(self.precision)).removeprefix("torch.")
+        key = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{self.face_stride}"
+        if spec.modality in FACE_MODALITIES:
+            key += f"-tracker{TRACKER_VERSION}"
+            if self.limits.frame_max_side != DEFAULT_FRAME_SIDE:
+                key += f"-frame{self.limits.frame_max_side}"
+        if self.stride > 1 and spec.family in STRIDED_FAMILIES:
+            key += f"-stride{self.stride}"
+        tag = weights_tag(spec, self.weights_for(spec.id))
+        return f"{key}-{tag}" if tag else key
+
+
+def weights_tag(spec: EncoderSpec, weights: str | None) -> str:
+    """'' for an entry's fixed weights; a short fingerprint of an override (its name, size and
+    modification time when local) or of a project encoder's bundled weights (their SHA-256)."""
+    if weights:
+        path = os.path.expanduser(weights)
+        stamp = f"{weights}|{os.path.getsize(path)}|{os.path.getmtime(path)}" if os.path.isfile(path) else weights
+        return "w" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    if spec.source == "project":
+        return "w" + bundled_sha256(spec)[:12]
+    return ""

@@ -311,7 +311,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cli.py", description="Explain audio-visual deepfake probes.")
+    parser = argparse.ArgumentParser(prog="avxplain", description="Explain audio-visual deepfake probes.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser("analyze", help="score one video with one or more probes")

@@ -1,7 +1,7 @@
 """Per-stage times and peak memory of `analyze` on a 10 s clip, one random-init probe per
 encoder family, each family in its own process so peak memory is its own.
 
-    python benchmarks/bench_analysis.py [--encoders ID,ID] [--seconds 10] [--out out/bench_analysis.json]
+    python -m benchmarks.bench_analysis [--encoders ID,ID] [--seconds 10] [--out out/bench_analysis.json]
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_performance import make_clip  # noqa: E402  the same 1280×720 clip with speech
 
@@ -68,7 +67,7 @@ def main() -> int:
         print(header)
         print("-" * len(header))
         for encoder_id in [e for e in args.encoders.split(",") if e]:
-            run = subprocess.run([sys.executable, __file__, "--child", encoder_id, "--clip", str(clip),
+            run = subprocess.run([sys.executable, "-m", "benchmarks.bench_analysis", "--child", encoder_id, "--clip", str(clip),
                                   "--face-stride", str(args.face_stride), "--precision", args.precision],
                                  capture_output=True, text=True, cwd=ROOT)
             if run.returncode != 0:

@@ -1,7 +1,7 @@
 """Time to build and render the temporal figure for a 60 s clip with two probes (an audio
 probe with its spectrogram and zooms, a visual probe with its peak frames) and their fusion.
 
-    python benchmarks/bench_figures.py [--seconds 60] [--repeats 3]
+    python -m benchmarks.bench_figures [--seconds 60] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from explain.figures import temporal_figure  # noqa: E402
-from models.media import log_mel  # noqa: E402
-from explain.temporal import explain_scores  # noqa: E402
-from models.probes import ProbeScores, fuse, logsumexp, sigmoid  # noqa: E402
-from research.synthetic import speech_like_audio  # noqa: E402
-from models.timing import STEP_RATE  # noqa: E402
+from explain.figures import temporal_figure
+from explain.temporal import explain_scores
+from models.media import log_mel
+from models.probes import ProbeScores, fuse, logsumexp, sigmoid
+from models.timing import STEP_RATE
+from research.synthetic import speech_like_audio
 
 TARGET_S = 2.0
 

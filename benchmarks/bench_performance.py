@@ -5,7 +5,7 @@ memory is its own; that process first analyses a 1 s clip (the state of a runnin
 after its first request), except the "first request" row, which pays the one-time costs
 (librosa's first mel filter bank and STFT take ~3 s, mediapipe graphs ~1 s each).
 
-    python benchmarks/bench_performance.py [--out out/bench_performance.json] [--skip-large] [--repeats 5]
+    python -m benchmarks.bench_performance [--out out/bench_performance.json] [--skip-large] [--repeats 5]
                                            [--rounds 3] [--heldout-clips 80]
 
 The pipelines of a few seconds ((a), (c)) run --repeats times in their process and report
@@ -48,7 +48,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PROBE_TARGETS = {"demo/audio-selfsplice": "audio", "demo/visual-selfblend": "visual"}  # the labels each is judged on
 DEFAULT_PROBES = list(PROBE_TARGETS)  # the bundled probes, the app's default
@@ -283,7 +282,7 @@ def run_efficiency(spec: dict) -> dict:
 
 def child(kind: str, spec: dict) -> dict:
     """Run one measurement in a fresh process and return its JSON."""
-    run = subprocess.run([sys.executable, __file__, "--child", kind, "--spec", json.dumps(spec)],
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_performance", "--child", kind, "--spec", json.dumps(spec)],
                          capture_output=True, text=True, cwd=ROOT)
     if run.returncode != 0:
         raise RuntimeError(f"{kind} failed: {run.stderr.strip().splitlines()[-3:]}")

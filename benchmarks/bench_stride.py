@@ -7,7 +7,7 @@ logit change against the first stride, and the time.
 default quality, same size): how far per-step logits move when the same video is simply
 uploaded again, the scale to read the stride's changes against.
 
-    python benchmarks/bench_stride.py --data SET/dataset.json --split test --probe demo/visual-selfblend \
+    python -m benchmarks.bench_stride --data SET/dataset.json --split test --probe demo/visual-selfblend \
         [--target visual] [--kind encoder|face] [--strides 1,2,5] [--reencoded] [--skip-manipulation desync]
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def reencoded_copy(video: str, folder: Path) -> str:

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+python -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the package and its `avxplain` command
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   # optional system parts for the browser and speech tests (skipped with a reason elsewhere)
   missing=""

@@ -150,8 +150,7 @@ def test_eight_concurrent_writers_lose_nothing(tmp_path):
 
 
 KILLED_WRITER = """
-import sys, time
-sys.path.insert(0, {root!r})
+import time
 from explain.annotations import AnnotationStore, Click
 store = AnnotationStore({url!r})
 store.add(Click("v.mp4", 0, 0.1, 0.1, "committed"))
@@ -168,8 +167,8 @@ with store.engine.begin() as connection:  # a transaction that never finishes
 
 def test_killed_writer_loses_only_its_open_transaction(tmp_path):
     url = str(tmp_path / "k.sqlite")
-    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(root=str(ROOT), url=url)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(url=url)],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert process.stdout.readline().strip() == "committed"
     assert process.stdout.readline().strip() == "inside"
     os.kill(process.pid, signal.SIGKILL)

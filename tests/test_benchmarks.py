@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_performance import forward_flops
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_performance_benchmark_runs_and_writes_its_checks(tmp_path):
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, "benchmarks/bench_performance.py", "--skip-large", "--skip-startup",
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_performance", "--skip-large", "--skip-startup",
                           "--seconds", "2", "--long-seconds", "4", "--repeats", "2", "--rounds", "1",
                           "--heldout-clips", "8", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -45,9 +47,6 @@ def test_forward_flops_counts_the_attention_the_fused_fast_path_hides():
     machine's peak."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_performance import forward_flops
 
     batch, tokens, width = 2, 10, 32
 

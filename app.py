@@ -40,11 +40,11 @@ from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode
 from models.settings import Settings
 from models.timing import STEP_RATE
-from models.zoo import describe_probe, usable_probes
+from models.zoo import DEFAULT_PROBES, describe_probe, usable_probes
+from models.zoo import load_probe
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
-DEFAULT_PROBES = ["demo/audio-selfsplice", "demo/visual-selfblend"]
 MODALITY_TITLES = {"audio": "Audio probes", "face": "Face probes", "lips": "Lip probes",
                    "audio-visual": "Audio-visual probes", "frame": "Frame probes"}
 STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}. These probes run on encoders "
@@ -140,8 +140,6 @@ def default_probes(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
 
 
 def is_stand_in(probe_id: str) -> bool:
-    from models.zoo import load_probe
-
     probe = load_probe(probe_id)
     return get_spec(probe.encoder_id).source in ("random", "project", "package") or bool(
         probe.card.get("synthetic")) or probe.card.get("source") == "random"

@@ -12,37 +12,57 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from explain.truth import load_truth_file
 from models.errors import AnalysisError
+from models.media import MediaLimits, inspect_media
 
-
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
+def _pairs(values: list[str], flag: str, must_exist: bool = False) -> dict[str, str]:
+    """ENCODER=PATH arguments as a dictionary; with `must_exist`, every PATH must be a file."""
     pairs = {}
     for value in values or []:
         key, sep, path = value.partition("=")
         if not sep or not key or not path:
             raise AnalysisError(f"{flag} takes ENCODER=PATH, got {value!r}.")
+        if must_exist and not Path(path).is_file():
+            raise AnalysisError(f"{flag} {key}: file not found.", path=path, hint="Check the path.")
         pairs[key] = path
     return pairs
+
+
+def _output_folder(path: str) -> Path:
+    """The --out folder, created if needed; refused at once when it cannot hold the report."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise AnalysisError("--out names an existing file; it must be a folder (created if missing).", path=out,
+                            hint="Give a folder name, e.g. --out results/.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AnalysisError(f"--out cannot be created ({error.strerror or error}).", path=out) from None
+    if not os.access(out, os.W_OK):
+        raise AnalysisError("--out is not writable.", path=out, hint="Choose a folder you can write to.")
+    return out
 
 
 class StageBars:
     """One tqdm bar per analysis stage on stderr."""
 
     def __init__(self):
-        from tqdm import tqdm
-
-        self.tqdm, self.bar, self.stage = tqdm, None, None
+        self.bar, self.stage = None, None
 
     def __call__(self, stage: str, fraction: float) -> None:
         if stage != self.stage:
             self.close()
             self.stage = stage
             if stage != "done":
-                self.bar = self.tqdm(total=100, desc=f"{stage:<34}", file=sys.stderr, leave=True, mininterval=0.5,
-                                     bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
+                self.bar = tqdm(total=100, desc=f"{stage:<34}", file=sys.stderr, leave=True, mininterval=0.5,
+                                bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
         if self.bar is not None:
             self.bar.update(int(round(100 * fraction)) - self.bar.n)
 
@@ -53,24 +73,31 @@ class StageBars:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from explain.reports import load_truth_file, write_report
+    out = _output_folder(args.out)
+    limits = MediaLimits(max_duration_s=args.max_duration, frame_max_side=args.frame_size)
+    inspect_media(args.video, limits)  # a bad file is refused here, before torch or any model loads
+    truth = load_truth_file(args.truth, Path(args.video).name) if args.truth else None
+    weights = _pairs(args.weights, "--weights")
+    features = _pairs(args.features, "--features", must_exist=True)
+    # lazy: torch and the models load only once the arguments and the file have passed these checks
+    from explain.reports import write_report
     from models.analysis import AnalysisOptions, analyze
     from models.cache import FeatureCache
-    from models.media import MediaLimits
+    from models.encoders.base import precision_warning
     from models.settings import Settings
+    from models.zoo import DEFAULT_PROBES
 
-    limits = MediaLimits(max_duration_s=args.max_duration, frame_max_side=args.frame_size)
+    if (note := precision_warning(args.precision)) is not None:
+        print(f"warning: {note}", file=sys.stderr)
     settings = Settings(limits=limits, face_stride=args.face_stride, stride=args.stride, precision=args.precision,
-                        weights=_pairs(args.weights, "--weights"))
-    options = AnalysisOptions(settings=settings, features=_pairs(args.features, "--features"),
-                              cache=None if args.no_cache else FeatureCache())
+                        weights=weights)
+    options = AnalysisOptions(settings=settings, features=features, cache=None if args.no_cache else FeatureCache())
     bars = StageBars()
     try:
-        result = analyze(args.video, args.probe, options, progress=bars)
+        result = analyze(args.video, args.probe or list(DEFAULT_PROBES), options, progress=bars)
     finally:
         bars.close()
-    truth = load_truth_file(args.truth, Path(args.video).name) if args.truth else None
-    paths = write_report(result, args.out, truth, spatial_steps=args.spatial_steps)
+    paths = write_report(result, out, truth, spatial_steps=args.spatial_steps)
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
     if result.fusion:
@@ -84,6 +111,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_annotations(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from explain.annotations import AnnotationStore, export_exddv, import_exddv
 
     store = AnnotationStore(args.db)
@@ -105,6 +133,7 @@ def cmd_annotations(args: argparse.Namespace) -> int:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from explain.alignment import align_clicks, alignment_figure, summarise, write_alignment
     from explain.annotations import AnnotationStore
     from explain.figures import save_figure
@@ -126,6 +155,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_spatial_eval(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from explain.alignment import spatial_benchmark
 
     report = spatial_benchmark(args.data, args.split, args.probe, every=args.every, progress=_counter("explain"))
@@ -133,6 +163,7 @@ def cmd_spatial_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "spatial.json").write_text(json.dumps(report, indent=1))
     if args.into_card:
+        # lazy: each command imports only what it runs (torch, the models, research code)
         from research.workflows import record_in_card
 
         print(f"recorded the spatial figures in {record_in_card(args.into_card, 'spatial', report)}")
@@ -143,6 +174,7 @@ def cmd_spatial_eval(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "encoders":
+        # lazy: each command imports only what it runs (torch, the models, research code)
         from models.encoders import get_spec, list_encoders
 
         rows = [get_spec(e).card() for e in list_encoders()]
@@ -151,6 +183,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for row in [] if args.json else rows:
             print(f"{row['id']:<28} {row['modality']:<13} {row['source']:<9} {row['dim']:>5}-d  {row['description']}")
         return 0
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from models.zoo import list_probes
 
     entries = list_probes(include_random=args.random)
@@ -165,6 +198,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_probes_fetch(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from models.zoo import fetch_remote
 
     path = fetch_remote(args.id, source=args.source)
@@ -173,8 +207,6 @@ def cmd_probes_fetch(args: argparse.Namespace) -> int:
 
 
 def _counter(label: str):
-    from tqdm import tqdm
-
     bar = tqdm(desc=label, file=sys.stderr, unit="file", mininterval=0.5)
 
     def update(done: int, total: int) -> None:
@@ -185,6 +217,7 @@ def _counter(label: str):
 
 
 def _config(args: argparse.Namespace):
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.training import TrainConfig
 
     return TrainConfig(lr=args.lr, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
@@ -194,18 +227,21 @@ def _config(args: argparse.Namespace):
 
 
 def _research_settings(args: argparse.Namespace):
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from models.settings import Settings
 
     return Settings(face_stride=args.face_stride, precision=args.precision)
 
 
 def _source(args: argparse.Namespace):
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.workflows import FeatureSource
 
     return FeatureSource(settings=_research_settings(args))
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.workflows import extract
 
     report = extract(args.data, args.split or ["train", "val", "test"], args.encoder, use_ray=args.ray is not None,
@@ -219,6 +255,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.workflows import train
 
     path, probe = train(args.data, args.encoder, args.out, args.name, _config(args), args.attribution, _source(args),
@@ -233,6 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_anomaly(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.workflows import train_anomaly
 
     path = train_anomaly(args.kind, args.data, args.encoder, args.out, args.visual_encoder, args.name, _config(args),
@@ -242,10 +280,12 @@ def cmd_train_anomaly(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.workflows import evaluate
 
     report, paths = evaluate(args.probe, args.data, args.out, args.split, _source(args), args.target)
     if args.into_card:
+        # lazy: each command imports only what it runs (torch, the models, research code)
         from research.workflows import record_in_cards
 
         for card in record_in_cards(args.probe, report):
@@ -266,6 +306,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.pretext import PretextConfig, pretrain
 
     def report(step: int, total: int, loss: float) -> None:
@@ -279,6 +320,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
     from research.generator import generate
 
     description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"))
@@ -316,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = commands.add_parser("analyze", help="score one video with one or more probes")
     analyze.add_argument("video")
-    analyze.add_argument("--probe", action="append", required=True, help="probe id (repeat for several)")
+    analyze.add_argument("--probe", action="append",
+                         help="probe id (repeat for several; default: the bundled offline probes)")
     analyze.add_argument("--out", required=True, help="folder for report.json, temporal.png and temporal.svg")
     analyze.add_argument("--truth", help="AV-Deepfake1M metadata JSON with the true fake segments "
                                          "(default: VIDEO.json or *metadata.json beside the video, if any)")

@@ -27,6 +27,7 @@ from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
 from models.faces import FACE_CROP_SIZE
 from models.timing import STEP_RATE
+from matplotlib.figure import Figure
 
 FRAME_CENTRE = (0.5, 0.5)
 
@@ -108,8 +109,6 @@ def alignment_figure(result: AnalysisResult, rows: list[AlignedClick], explanati
                      max_pairs: int = 4):
     """Figure 4 in the paper's form: MAE against minimum fakeness score (left) and frames
     with the human click (circle), the heatmap maximum (×) and hot-spot centre (+) (right)."""
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(4 + 2.6 * min(max_pairs, len(rows)), 3.2), layout="constrained")
     grid = figure.add_gridspec(1, 1 + min(max_pairs, len(rows)))
     axis = figure.add_subplot(grid[0, 0])

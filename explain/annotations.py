@@ -18,6 +18,7 @@ from pathlib import Path
 
 from models.cache import app_home, atomic_write
 from models.errors import AnalysisError
+import sqlalchemy as sa
 
 EXDDV_COLUMNS = ("id", "username", "movie_name", "text", "dataset", "manipulation", "click_locations",
                  "difficulty", "split")
@@ -72,8 +73,6 @@ class AnnotationStore:
     """Add, list and delete clicks in one database (SQLite file or any SQLAlchemy URL)."""
 
     def __init__(self, url: str | Path | None = None):
-        import sqlalchemy as sa
-
         url = str(url) if url is not None else default_url()
         if "://" not in url:  # a plain path means a SQLite file
             url = f"sqlite:///{Path(url).expanduser().resolve()}"
@@ -121,8 +120,6 @@ class AnnotationStore:
             return connection.execute(query).rowcount > 0
 
     def count(self) -> int:
-        import sqlalchemy as sa
-
         with self.engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(self.table)).scalar())
 
@@ -130,7 +127,6 @@ class AnnotationStore:
         """SQLite's PRAGMA integrity_check result ('ok' when sound); 'n/a' for other databases."""
         if not self.is_sqlite:
             return "n/a"
-        import sqlalchemy as sa
 
         with self.engine.connect() as connection:
             return str(connection.execute(sa.text("PRAGMA integrity_check")).scalar())
@@ -145,8 +141,6 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 def _clicks_table(metadata):
-    import sqlalchemy as sa
-
     return sa.Table(
         "clicks", metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -18,6 +18,7 @@ from matplotlib.gridspec import GridSpecFromSubplotSpec  # noqa: E402
 from explain.temporal import TemporalExplanation  # noqa: E402
 from models.media import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
+from models.cache import atomic_write
 
 MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "frame": "#138d90",
                     "audio-visual": "#e67e22", "fusion": "#222222"}
@@ -147,8 +148,6 @@ def _peak_frames(figure: Figure, cell, frames: np.ndarray, explanation: Temporal
 def save_figure(figure: Figure, path_stem: str | Path, formats: tuple[str, ...] = ("png", "svg"),
                 dpi: int = 110) -> list[Path]:
     """Write the figure as PATH_STEM.png / .svg and return the paths."""
-    from models.cache import atomic_write
-
     paths = []
     for fmt in formats:
         path = Path(f"{path_stem}.{fmt}")

@@ -7,26 +7,18 @@ from pathlib import Path
 
 from explain.figures import save_figure, temporal_figure
 from explain.spatial import SpatialExplanation, explain_spatial, overlay, spatial_probes
-from explain.temporal import explain_temporal, read_truth, truth_record
+from explain.temporal import explain_temporal
+from explain.truth import read_truth
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
 from models.errors import AnalysisError
 from models.probes import safe_name
+import cv2
 
 
 def _write_png(path: Path, image) -> None:
-    import cv2
-
     ok, encoded = cv2.imencode(".png", image[..., ::-1])
     path.write_bytes(encoded.tobytes())
-
-
-def load_truth_file(path: str | Path, video_name: str) -> dict:
-    """Ground truth for `video_name` from an AV-Deepfake1M metadata file the user names."""
-    record = truth_record(Path(path), video_name, any_single=True)
-    if record is None:
-        raise AnalysisError(f"has no record for {video_name}.", path=path)
-    return record
 
 
 def build_report(result: AnalysisResult, truth: dict | None = None,

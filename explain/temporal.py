@@ -5,7 +5,6 @@ modality, frame-level localisation AUC/AP, segment IoU and the leading-silence c
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from models.analysis import AnalysisResult
 from models.errors import AnalysisError
 from models.probes import ProbeScores
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 Segment = tuple[float, float]  # [start, end) in seconds
 TRUTH_KEYS = {"audio": "audio_fake_segments", "lips": "visual_fake_segments", "face": "visual_fake_segments",
@@ -91,8 +91,6 @@ def segment_iou(predicted: list[Segment], truth: list[Segment], n_steps: int) ->
 def localisation_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """Frame-level AUC and AP of scores against step labels: pooled over all steps of all
     clips, and averaged over the clips that have both real and fake steps."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     pooled_scores, pooled_labels = np.concatenate(scores), np.concatenate(labels)
     result: dict = {"pooled": None, "per_video": None}
     if 0 < pooled_labels.sum() < len(pooled_labels):
@@ -129,45 +127,6 @@ def leading_silence_share(logits: np.ndarray, audio: np.ndarray | None, top_frac
     return {"speech_onset_s": onset / STEP_RATE, "top_steps": k,
             "share_in_leading_silence": float(np.mean(top < onset)),
             "silence_share_of_clip": onset / len(logits)}
-
-
-def truth_record(path: Path, video_name: str, any_single: bool = False) -> dict | None:
-    """The record for `video_name` in an AV-Deepfake1M metadata file (a list of records
-    with `file`, or one record); with `any_single`, a file of one record matches any name."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise AnalysisError(f"cannot read the ground-truth metadata ({error}).", path=path) from None
-    records = data if isinstance(data, list) else [data]
-    for record in records:
-        if isinstance(record, dict) and ((any_single and len(records) == 1)
-                                         or Path(str(record.get("file", ""))).name == video_name):
-            return validate_truth(record, path)
-    return None
-
-
-def read_truth(video: str | Path) -> dict | None:
-    """Ground truth for `video` from beside it: `<stem>.json` holding its record, or a
-    `*metadata.json` list in its folder with a record whose `file` matches."""
-    video = Path(video)
-    sidecar = video.with_suffix(".json")
-    if sidecar.exists() and (record := truth_record(sidecar, video.name, any_single=True)) is not None:
-        return record
-    for path in sorted(video.parent.glob("*metadata.json")):
-        if (record := truth_record(path, video.name)) is not None:
-            return record
-    return None
-
-
-def validate_truth(record: dict, source: str | Path = "ground truth") -> dict:
-    """Check segment lists are [[start, end], ...] with 0 <= start < end."""
-    for key in ("fake_segments", "visual_fake_segments", "audio_fake_segments"):
-        for segment in record.get(key, []) or []:
-            if (not isinstance(segment, (list, tuple)) or len(segment) != 2
-                    or not all(isinstance(v, (int, float)) for v in segment) or not 0 <= segment[0] < segment[1]):
-                raise AnalysisError(f"{key} holds {segment!r}; segments are [start, end] in seconds with "
-                                    "0 <= start < end.", path=source)
-    return record
 
 
 def truth_for_modality(truth: dict | None, modality: str) -> list[Segment] | None:

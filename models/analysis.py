@@ -13,10 +13,11 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import ClipInputs, get_encoder, get_spec
-from models.encoders.base import FACE_MODALITIES
+from models.encoders.base import FACE_MODALITIES, EncoderSpec
+from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import FACE_WORKERS, FaceTrack, shared_trackers, track_faces
-from models.media import Clip, MediaInfo, decode, has_audio_track, log_mel
+from models.media import Clip, MediaInfo, decode, inspect_media, log_mel
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.settings import Settings
 from models.timing import SAMPLE_RATE, STEP_RATE
@@ -150,12 +151,13 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
     options = options or AnalysisOptions()
     probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
-    audio = has_audio_track(video, options.settings.limits)  # from the header: refuse before decoding anything
+    audio = inspect_media(video, options.settings.limits).has_audio  # refuse bad files before decoding anything
     skipped = {p.id: "no audio track" for p in probes if _needs_audio(get_spec(p.encoder_id)) and not audio}
     if len(skipped) == len(probes):
         raise AnalysisError("none of the chosen probes can run on this clip: "
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
     runnable = [p for p in probes if p.id not in skipped]
+    _check_encoders_can_run([get_spec(p.encoder_id) for p in runnable], options)
     extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress, previous)
     start = time.perf_counter()
     results = {p.id: _probe_result(p, extracted.features[p.encoder_id]) for p in runnable}
@@ -165,6 +167,17 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     return AnalysisResult(media=extracted.clip.info, probes=results, fusion=fusion, face_track=extracted.track,
                           skipped=skipped, warnings=extracted.warnings, timings=extracted.timings,
                           clip=extracted.clip, features=extracted.features, options=options)
+
+
+def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) -> None:
+    """Fail before decoding when an encoder cannot run: precomputed features not given, or
+    hub weights that are neither local nor downloadable (loading is memoised, so the
+    analysis reuses what this loads)."""
+    for spec in specs:
+        if spec.source == "external" and spec.id not in options.features:
+            raise missing_features(spec)
+        if spec.source == "hub":
+            get_encoder(spec.id, options.settings.weights_for(spec.id), options.settings.precision)
 
 
 def warm_up(probe_ids: list[str]) -> None:

@@ -164,7 +164,7 @@ class FaceTracker:
     stay byte-identical)."""
 
     def __init__(self, min_confidence: float = 0.5, close_range: bool = True):
-        import mediapipe as mp  # heavy import, only when faces are needed
+        import mediapipe as mp  # lazy: mediapipe and its TF Lite runtime take ~1 s; only face tracking needs them
 
         self._lock = threading.Lock()  # a mediapipe graph is not thread-safe; separate graphs run in parallel
 

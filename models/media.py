@@ -21,6 +21,7 @@ import numpy as np
 
 from models.errors import AnalysisError
 from models.timing import MEL_HOP, MEL_N_FFT, N_MELS, SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
+from av.video.reformatter import VideoReformatter
 
 IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "tiff", "bmp"}
 TEXT_FORMATS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd", "jacosub", "sami", "realtext", "lrc"}
@@ -37,6 +38,7 @@ class MediaLimits:
     max_height: int = 4096
     max_frames: int = 36_000  # declared or decoded video frames (600 s at 60 fps): frame-rate bombs stop here
     frame_max_side: int = 640  # frames are kept at this working size (longest side)
+    min_side: int = 32  # frames smaller than this (either side) cannot hold a face a detector finds
     min_decoded_fraction: float = 0.9  # below this share of the declared duration: truncated
 
 
@@ -150,7 +152,7 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
     """(N_MELS × frames) log-mel power spectrogram in dB, hop 10 ms."""
-    import librosa  # imported here: it takes a second to load
+    import librosa  # lazy: about a second to import; decoding and refusing files do not need it
 
     mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_N_FFT,
                                          hop_length=MEL_HOP, n_mels=N_MELS, center=True)
@@ -188,10 +190,50 @@ def _decodable_audio(container: av.container.InputContainer) -> av.AudioStream |
     return next((s for s in container.streams.audio if s.codec_context is not None), None)
 
 
-def has_audio_track(path: str | Path, limits: MediaLimits = MediaLimits()) -> bool:
-    """Whether the file has an audio stream, from its header alone (nothing is decoded)."""
-    with _open(Path(path), limits) as container:
-        return _decodable_audio(container) is not None
+@dataclass(frozen=True)
+class MediaHeader:
+    """What a file's header and packet index say, read without decoding a frame."""
+
+    width: int
+    height: int
+    has_audio: bool
+    declared_duration_s: float | None
+    packets_end_s: float  # end time of the last video packet
+
+
+def inspect_media(path: str | Path, limits: MediaLimits = MediaLimits()) -> MediaHeader:
+    """Refuse a file that cannot be analysed from its header and packet index alone (no
+    frame is decoded, no model library is loaded): missing, empty, not a video, no video
+    stream, frames too small or too large, too long, truncated. Takes milliseconds."""
+    path = Path(path)
+    with _open(path, limits) as container:
+        video, declared = _check_header(container, path, limits)
+        end = _packets_end(container, video, limits)
+        if end is None:
+            raise AnalysisError("its video stream holds no frames; the file looks truncated or corrupt.",
+                                path=path, hint="Re-export or re-download the file.")
+        if declared is not None and declared > 1.0 and end < limits.min_decoded_fraction * declared:
+            raise AnalysisError(f"the file is truncated: its header says {declared:.2f} s but its frames "
+                                f"end at {end:.2f} s.", path=path, hint="Re-export or re-download the file.")
+        return MediaHeader(video.codec_context.width, video.codec_context.height,
+                           _decodable_audio(container) is not None, declared, end)
+
+
+def _packets_end(container: av.container.InputContainer, video: av.VideoStream,
+                 limits: MediaLimits) -> float | None:
+    """The end time (s) of the last video packet in the file, reading packets, not frames;
+    None when there is none. Stops after the frame limit's worth of packets."""
+    end, origin = None, container.start_time / av.time_base if container.start_time is not None else 0.0
+    try:
+        for count, packet in enumerate(container.demux(video)):
+            if packet.pts is not None and packet.time_base is not None:
+                stop = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                end = stop if end is None else max(end, stop)
+            if count > limits.max_frames:
+                break
+    except av.error.FFmpegError:
+        pass  # a damaged tail: what was read so far counts
+    return end
 
 
 def _check_file(path: Path, limits: MediaLimits) -> None:
@@ -213,8 +255,10 @@ def _ffmpeg_reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits,
-                      check_time: Callable[[str], None]) -> Clip:
+def _check_header(container: av.container.InputContainer, path: Path,
+                  limits: MediaLimits) -> tuple[av.VideoStream, float | None]:
+    """Refuse what the header already shows cannot be analysed; the video stream and its
+    declared duration."""
     format_name = container.format.name
     if format_name in TEXT_FORMATS:
         raise AnalysisError(f"is a text file ({format_name}), not a video.", path=path,
@@ -233,6 +277,10 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
     width, height = video.codec_context.width, video.codec_context.height
     if width <= 0 or height <= 0:
         raise AnalysisError("the video stream has no frame size.", path=path, hint="The file looks corrupt.")
+    if width < limits.min_side or height < limits.min_side:
+        raise AnalysisError(
+            f"the video is {width}×{height} pixels, too small to hold a face (at least {limits.min_side} px a side "
+            "is needed).", path=path, hint="Use the original, larger video.")
     if width > limits.max_width or height > limits.max_height:
         raise AnalysisError(
             f"the video is {width}×{height}, over the limit of {limits.max_width}×{limits.max_height}.",
@@ -248,6 +296,13 @@ def _decode_container(container: av.container.InputContainer, path: Path, limits
         raise AnalysisError(
             f"the video declares {declared_frames} frames, over the limit of {limits.max_frames}.",
             path=path, hint="Lower the frame rate or cut the clip shorter, or raise the frame limit.")
+    return video, declared
+
+
+def _decode_container(container: av.container.InputContainer, path: Path, limits: MediaLimits,
+                      check_time: Callable[[str], None]) -> Clip:
+    video, declared = _check_header(container, path, limits)
+    format_name, width, height = container.format.name, video.codec_context.width, video.codec_context.height
     audio = _decodable_audio(container)
     origin = container.start_time / av.time_base if container.start_time not in (None,) else 0.0
     out_size = working_size(width, height, limits.frame_max_side)
@@ -346,8 +401,6 @@ class _StepFramePicker:
     """
 
     def __init__(self, out_size: tuple[int, int]):
-        from av.video.reformatter import VideoReformatter
-
         self.out_size = out_size
         self.reformatter = VideoReformatter()  # one scaler context for every frame (same pixels, half the time)
         self.images = StepFrames(out_size[1], out_size[0])  # one per step assigned so far

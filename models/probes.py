@@ -21,6 +21,11 @@ import numpy as np
 import torch
 
 from models.errors import AnalysisError
+from safetensors.numpy import save_file
+from models.cache import atomic_write
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+from models.encoders import get_spec
 
 CARD_REQUIRED = ("id", "encoder", "dim")
 STEP_PROBABILITY = "sigmoid(2*s_t)"
@@ -112,10 +117,6 @@ def fuse(scores: list[ProbeScores]) -> ProbeScores:
 
 def save_probe(probe: LinearProbe, folder: str | Path) -> Path:
     """Write NAME.safetensors + NAME.json (atomically) and return the card's path."""
-    from safetensors.numpy import save_file
-
-    from models.cache import atomic_write
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = {**probe.card, "dim": probe.dim, "l2_normalise": True, "pooling": "logsumexp",
@@ -139,11 +140,6 @@ def safe_name(probe_id: str) -> str:
 
 def load_probe_file(card_path: str | Path) -> LinearProbe:
     """Read NAME.json + NAME.safetensors and validate them against each other and the registry."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    from models.encoders import get_spec
-
     card_path = Path(card_path).with_suffix(".json")
     weights_path = card_path.with_suffix(".safetensors")
     for path in (card_path, weights_path):
@@ -194,8 +190,6 @@ def _probe_from_tensors(tensors: dict, card: dict, path: Path) -> LinearProbe:
 def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:
     """A released SSR-DFD checkpoint (head.weight / head.bias in `state_dict`), unpickled
     with weights_only=True, checked against its hyper-parameters."""
-    import torch
-
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -215,8 +209,6 @@ def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:
 
 def random_probe(encoder_id: str, seed: int = 0) -> LinearProbe:
     """An untrained head with N(0, 1) weights over `encoder_id`: for smoke tests and timing."""
-    from models.encoders import get_spec
-
     spec = get_spec(encoder_id)
     weight = np.random.default_rng(seed).standard_normal(spec.dim).astype(np.float32)
     return LinearProbe(weight=weight, bias=0.0, card={

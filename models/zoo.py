@@ -13,6 +13,10 @@ from models.encoders import get_spec, list_encoders
 from models.errors import AnalysisError
 from models.media import file_sha256
 from models.probes import LinearProbe, load_lightning_checkpoint, load_probe_file, random_probe
+from tqdm import tqdm
+import json
+
+DEFAULT_PROBES = ("demo/audio-selfsplice", "demo/visual-selfblend")  # the offline set the app and CLI start with
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "probes"
 SSR_DFD_BASE = "https://github.com/bit-ml/ssr-dfd/raw/main/linear_probing/checkpoints"
@@ -89,8 +93,6 @@ def fetch_remote(probe_id: str, source: str | Path | None = None, progress=None)
 
 
 def _download(url: str, dest: Path, progress=None, timeout_s: float = 30.0) -> None:
-    from tqdm import tqdm
-
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -124,8 +126,6 @@ class ProbeEntry:
 
 
 def _card_probes(folder: Path, source: str) -> list[ProbeEntry]:
-    import json
-
     entries = []
     for card_path in sorted(folder.glob("*.json")) if folder.exists() else []:
         try:

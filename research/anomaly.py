@@ -26,6 +26,9 @@ from torch import nn
 from models.errors import AnalysisError
 from models.probes import ProbeScores, safe_name
 from research.training import TrainConfig, fit
+from safetensors.torch import save_file
+from models.cache import atomic_write
+from safetensors.torch import load_file
 
 SYNC_WINDOW = 15
 
@@ -157,10 +160,6 @@ def train_av_sync(train: list[tuple[np.ndarray, np.ndarray]], val: list[tuple[np
 
 
 def save_scorer(scorer: AnomalyScorer, folder: str | Path) -> Path:
-    from safetensors.torch import save_file
-
-    from models.cache import atomic_write
-
     folder = Path(folder)
     stem = safe_name(scorer.id)
     state = {k: v.contiguous() for k, v in scorer.model.state_dict().items()}
@@ -170,8 +169,6 @@ def save_scorer(scorer: AnomalyScorer, folder: str | Path) -> Path:
 
 
 def load_scorer(card_path: str | Path) -> AnomalyScorer:
-    from safetensors.torch import load_file
-
     card_path = Path(card_path)
     try:
         card = json.loads(card_path.read_text())

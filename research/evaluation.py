@@ -17,6 +17,10 @@ from models.cache import atomic_write
 from research.datasets import Record
 from models.encoders import get_spec
 from models.probes import ProbeScores
+from sklearn.metrics import average_precision_score, roc_auc_score
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+from explain.figures import save_figure
 
 
 class Scorer(Protocol):
@@ -59,8 +63,6 @@ class Predictions:
 
 
 def video_metrics(labels: list[int] | np.ndarray, scores: list[float] | np.ndarray) -> dict:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     labels, scores = np.asarray(labels), np.asarray(scores, float)
     result = {"videos": int(len(labels)), "fake": int(labels.sum()), "auc": None, "ap": None}
     if 0 < labels.sum() < len(labels):
@@ -192,11 +194,6 @@ def write_evaluation(report: dict, out_dir: str | Path) -> dict[str, Path]:
 
 
 def _plots(report: dict, predictions: dict, out_dir: Path) -> dict[str, Path]:
-    from matplotlib.figure import Figure
-    from sklearn.metrics import roc_curve
-
-    from explain.figures import save_figure
-
     paths = {}
     for name in report["test_sets"]:
         figure = Figure(figsize=(5, 5), layout="constrained")

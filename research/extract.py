@@ -25,6 +25,9 @@ from models.encoders import get_spec, register_encoder
 from models.encoders.base import EncoderSpec
 from models.errors import AnalysisError
 from models.settings import Settings
+import torch
+from models.encoders.external import load_feature_file
+from models.media import file_sha256
 
 RESEARCH_SETTINGS = Settings(precision="fp32")  # research caches are fp32 on every CPU: same features anywhere
 
@@ -55,8 +58,6 @@ class ExtractionJob:
 def extract_one(path: str, job: ExtractionJob) -> tuple[str, str, str]:
     """Cache the features of one file; returns (path, "done" | "skipped" | "failed", reason).
     Runs unchanged in-process and inside a Ray task."""
-    import torch
-
     torch.set_num_threads(job.threads)
     for spec in job.encoder_specs:
         if _registry_differs(spec):
@@ -117,8 +118,6 @@ class ShaIndex:
         return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
     def sha256(self, path: str) -> str | None:
-        from models.media import file_sha256
-
         key = self._key(path)
         if key is None:
             return None
@@ -159,7 +158,7 @@ def extract_dataset(records: list[Record], encoder_ids: list[str], cache: Featur
 def _run_ray(paths: list[str], job: ExtractionJob, address: str | None):
     """One Ray task per file, results yielded as they finish."""
     try:
-        import ray
+        import ray  # lazy: an optional dependency, for --ray only
     except ImportError:
         raise AnalysisError("Ray is not installed.", hint="pip install 'ray==2.60.0' to use --ray.") from None
     started_here = not ray.is_initialized()
@@ -190,8 +189,6 @@ def load_record_features(record: Record, encoder_id: str, cache: FeatureCache | 
     else from the cache (None when not extracted yet)."""
     spec = get_spec(encoder_id)
     if features_root is not None:
-        from models.encoders.external import load_feature_file
-
         stem = features_root / Path(record.relative).with_suffix("")
         for candidate in (stem.with_suffix(".npz"), stem.with_suffix(".npy")):
             if candidate.exists():

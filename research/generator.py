@@ -32,6 +32,11 @@ import numpy as np
 from models.media import write_test_clip
 from research.synthetic import speech_like_audio
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
+from models.faces import shared_tracker
+import matplotlib.cbook
+from skimage import data
+import soundfile as sf
+import librosa
 
 FRAME_SIZE = (320, 256)
 KINDS = ("real", "audio_modified", "real", "visual_modified", "real", "both_modified", "real", "desync")
@@ -57,8 +62,6 @@ class Face:
 
 def _cut(image: np.ndarray, name: str, size: int = 192) -> Face | None:
     """The portrait around the face in `image`, with its geometry, or None without a face."""
-    from models.faces import shared_tracker
-
     tracker = shared_tracker(close_range=False)  # the bank as first built: the clips stay byte-identical
     found = tracker.detect(image)
     if found is None:
@@ -78,9 +81,6 @@ def _cut(image: np.ndarray, name: str, size: int = 192) -> Face | None:
 @lru_cache(maxsize=1)
 def face_bank() -> tuple[Face, ...]:
     """Every usable portrait, in a fixed order."""
-    import matplotlib.cbook
-    from skimage import data
-
     photos = [("astronaut", data.astronaut())]
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
         photos.append(("grace_hopper", cv2.cvtColor(cv2.imdecode(np.frombuffer(handle.read(), np.uint8),
@@ -120,13 +120,11 @@ def speech(text: str, voice: str, speed: int, pitch: int, seed: int) -> np.ndarr
     """Mono 16 kHz speech from espeak-ng, or a speech-like stand-in without it."""
     if shutil.which("espeak-ng") is None:
         return speech_like_audio(1.0 + 0.08 * len(text.split()), seed=seed)
-    import soundfile as sf
 
     with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", wav.name, text],
                        check=True, capture_output=True, timeout=60)
         audio, rate = sf.read(wav.name, dtype="float32")
-    import librosa
 
     return librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE).astype(np.float32)
 

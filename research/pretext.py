@@ -37,6 +37,11 @@ from models.errors import AnalysisError
 from models.faces import track_faces
 from models.media import decode, file_sha256
 from models.timing import SAMPLE_RATE, STEP_RATE, step_centre
+from research.generator import WORDS, speech
+import librosa
+from sklearn.metrics import average_precision_score, roc_auc_score
+from safetensors.torch import save_file
+from research.generator import HELDOUT_VOICES, pretraining_voices
 
 Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
 SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance
@@ -83,8 +88,6 @@ def real_face_crops(data: str, split: str, every: int = 3) -> np.ndarray:
 def real_utterances(n: int, seed: int, voices: tuple[str, ...]) -> list[tuple[np.ndarray, str, int, int]]:
     """`n` utterances (audio, voice, speed, pitch) of the given voices, with the generator's
     leading and trailing silence."""
-    from research.generator import WORDS, speech
-
     rng = np.random.default_rng(seed)
     out = []
     for index in range(n):
@@ -195,15 +198,11 @@ def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Gene
 
 def resynthesised(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int) -> np.ndarray:
     """New words in the utterance's voice at another pitch and speed, half the time formant-shifted."""
-    from research.generator import WORDS, speech
-
     _, voice, speed, pitch = utterance
     new_pitch = int(np.clip(pitch + rng.choice([-1, 1]) * rng.integers(6, 30), 0, 99))
     new_speed = int(np.clip(speed + rng.choice([-1, 1]) * rng.integers(8, 40), 90, 260))
     other = speech(" ".join(rng.choice(WORDS, size=8)), voice, new_speed, new_pitch, seed)
     if rng.random() < 0.5:
-        import librosa
-
         other = librosa.resample(other, orig_sr=SAMPLE_RATE, target_sr=int(SAMPLE_RATE * rng.uniform(0.85, 1.18)))
     return other
 
@@ -335,8 +334,6 @@ def example(utterance: tuple, rng: np.random.Generator, config: PretextConfig, s
 
 
 def pretext_metrics(labels: np.ndarray, scores: np.ndarray, seconds: float, history: list[float]) -> dict:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     labels, scores = labels.ravel(), scores.ravel()
     both = 0 < labels.sum() < len(labels)
     return {"val_token_auc": round(float(roc_auc_score(labels, scores)), 4) if both else None,
@@ -348,8 +345,6 @@ def pretext_metrics(labels: np.ndarray, scores: np.ndarray, seconds: float, hist
 
 def save_project_encoder(network: nn.Module, spec: EncoderSpec, out_dir: str | Path, card: dict) -> Path:
     """Write `{id}.safetensors` (fp16) and `{id}.json` (card with SHA-256) into out_dir."""
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{spec.id}.safetensors"
@@ -375,8 +370,6 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
         material = {"dataset": str(data), "face_crops": {"train": len(train), "val": len(val)},
                     "what": "real (not visually manipulated) steps of the generator's training identities"}
     else:
-        from research.generator import HELDOUT_VOICES, pretraining_voices
-
         voices = pretraining_voices()
         train = real_utterances(utterances, config.seed, voices)
         val = real_utterances(max(20, utterances // 10), config.seed + 1, voices)

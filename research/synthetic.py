@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from models.timing import SAMPLE_RATE
+from skimage import data
 
 # Hand-annotated on scikit-image's astronaut (512×512): mouth centre and face width in pixels.
 ASTRONAUT_MOUTH = (224.0, 145.0)
@@ -25,8 +26,6 @@ def moving_astronaut(n_steps: int, width: int = 640, height: int = 360, scale: f
                      seed: int = 0) -> MovingFace:
     """The astronaut portrait gliding left to right (and gently bobbing) over a plain
     background, so the face's true position is known at every step."""
-    from skimage import data
-
     photo = data.astronaut()
     side = int(round(512 * scale))
     photo = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)

@@ -15,6 +15,13 @@ from research.extract import RESEARCH_SETTINGS, ExtractionReport, ShaIndex, extr
 from models.probes import LinearProbe, save_probe
 from models.settings import Settings
 from research.training import TrainConfig, train_probe
+from research.evaluation import video_metrics
+from models.zoo import load_probe
+from research.anomaly import load_scorer
+from models.cache import atomic_write
+from research.evaluation import evaluate as run_evaluation
+from research.evaluation import write_evaluation
+from research.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
 
 
 class FeatureSource:
@@ -115,7 +122,6 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
         card["warning"] = SYNTHETIC_WARNING
     probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
                                 classes, progress)
-    from research.evaluation import video_metrics
 
     scores = [probe.score(x).video_score for x, _, _ in val_set]
     probe.card["metrics"] = {"val": video_metrics([y for _, y, _ in val_set], scores)}
@@ -124,10 +130,6 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
 
 def load_scorer_ref(ref: str):
     """A probe id / probe card, or an anomaly scorer card (kind next-step or av-sync)."""
-    import json
-
-    from models.zoo import load_probe
-
     path = Path(ref)
     if path.suffix == ".json" and path.exists():
         try:
@@ -135,8 +137,6 @@ def load_scorer_ref(ref: str):
         except ValueError:
             kind = None
         if kind in ("next-step", "av-sync"):
-            from research.anomaly import load_scorer
-
             return load_scorer(path)
     return load_probe(ref)
 
@@ -146,8 +146,6 @@ SYNTHETIC_WARNING = "trained on synthetic manipulations; not a real-world detect
 
 def record_in_card(card_path: str | Path, key: str, figures) -> Path:
     """Store measured figures under metrics[key] of a probe card file, atomically."""
-    from models.cache import atomic_write
-
     path = Path(card_path)
     if path.suffix != ".json" or not path.exists():
         raise AnalysisError("measured figures go into a probe card given as a NAME.json file.", path=card_path)
@@ -170,9 +168,6 @@ def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:
 def evaluate(scorer_refs: list[str], data: list[str], out_dir: str | Path, split: str = "test",
              source: FeatureSource | None = None, target: str = "any") -> tuple[dict, dict]:
     """Evaluate scorers on the `split` of every dataset; write the report files."""
-    from research.evaluation import evaluate as run_evaluation
-    from research.evaluation import write_evaluation
-
     if not scorer_refs:
         raise AnalysisError("no probe to evaluate.", hint="Pass --probe ID (repeat for several).")
     scorers = [load_scorer_ref(ref) for ref in scorer_refs]
@@ -194,8 +189,6 @@ def train_anomaly(kind: str, data: str, encoder_id: str, out_dir: str | Path, vi
                   name: str | None = None, config: TrainConfig = TrainConfig(), width: int = 512,
                   layers: int = 4, heads: int = 4, source: FeatureSource | None = None) -> Path:
     """Train an anomaly proxy on the real videos of the train/val splits."""
-    from research.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
-
     if kind not in ANOMALY_KINDS:
         raise AnalysisError(f"unknown anomaly proxy {kind!r}.", hint=f"Use one of {', '.join(ANOMALY_KINDS)}.")
     if kind == "av-sync" and not visual_encoder:

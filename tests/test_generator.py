@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from explain.temporal import validate_truth
+from explain.truth import read_truth, validate_truth
 from research.datasets import load_dataset_spec
 from research.generator import generate, identities
 
@@ -90,7 +90,6 @@ DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
 def test_bundled_demo_clips_carry_their_ground_truth():
-    from explain.temporal import read_truth
 
     clips = sorted(DEMO.glob("*.mp4"))
     assert [c.stem for c in clips] == ["audio_fake", "both_fake", "real", "visual_fake"]

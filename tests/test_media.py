@@ -138,7 +138,7 @@ def test_frame_rate_bomb_is_refused_from_the_header(tmp_path):
     """A short clip at 1000 fps declaring 3000 frames stops before anything is decoded."""
     from fractions import Fraction
 
-    path = write_test_clip(tmp_path / "bomb.mp4", gradient_frames(3000, 16, 16), fps=Fraction(1000))
+    path = write_test_clip(tmp_path / "bomb.mp4", gradient_frames(3000, 32, 32), fps=Fraction(1000))
     started = time.perf_counter()
     with pytest.raises(AnalysisError, match="declares 3000 frames, over the limit of 1000"):
         decode(path, MediaLimits(max_frames=1000))

@@ -6,10 +6,12 @@ pretraining (the paper's random baselines), always available offline.
 """
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import replace
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
+from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 
 _STABLE_LAYER_NORM = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
@@ -126,37 +128,26 @@ def get_spec(encoder_id: str) -> EncoderSpec:
                             hint=f"Known encoders: {', '.join(list_encoders())}.") from None
 
 
-def _encoder_class(family: str):
-    if family in ("wav2vec2", "wavlm", "hubert"):
-        from models.encoders.audio_ssl import AudioSSLEncoder
-        return AudioSSLEncoder
-    if family == "clip":
-        from models.encoders.vision import ClipEncoder
-        return ClipEncoder
-    if family == "fsfm":
-        from models.encoders.vision import FSFMEncoder
-        return FSFMEncoder
-    if family == "ge2e":
-        from models.encoders.speaker import SpeakerEncoder
-        return SpeakerEncoder
-    if family == "selfblend":
-        from models.encoders.project import SelfBlendEncoder
-        return SelfBlendEncoder
-    if family == "selfsplice":
-        from models.encoders.project import SelfSpliceEncoder
-        return SelfSpliceEncoder
-    if family == "videomae":
-        from models.encoders.videomae import VideoMAEEncoder
-        return VideoMAEEncoder
-    from models.encoders.external import ExternalFeatures
-    return ExternalFeatures
+_FAMILY_CLASSES = {  # family → "module:class"; anything else reads precomputed feature files
+    "wav2vec2": "models.encoders.audio_ssl:AudioSSLEncoder", "wavlm": "models.encoders.audio_ssl:AudioSSLEncoder",
+    "hubert": "models.encoders.audio_ssl:AudioSSLEncoder", "clip": "models.encoders.vision:ClipEncoder",
+    "fsfm": "models.encoders.vision:FSFMEncoder", "ge2e": "models.encoders.speaker:SpeakerEncoder",
+    "selfblend": "models.encoders.project:SelfBlendEncoder", "selfsplice": "models.encoders.project:SelfSpliceEncoder",
+    "videomae": "models.encoders.videomae:VideoMAEEncoder",
+}
+_EXTERNAL_CLASS = "models.encoders.external:ExternalFeatures"
+
+
+def _encoder_class(family: str) -> type[Encoder]:
+    """The class that implements a family. Its module is imported on first use, so a process
+    loads only the libraries (transformers, open_clip, timm, resemblyzer) of the families it runs."""
+    module, _, name = _FAMILY_CLASSES.get(family, _EXTERNAL_CLASS).partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def takes_face_crops(encoder_id: str) -> bool:
     """True for encoders that embed each step's face crop as an image (CLIP, FSFM, self-blend):
     the ones Grad-CAM can explain spatially."""
-    from models.encoders.vision import FrameEncoder
-
     spec = get_spec(encoder_id)
     return spec.source != "external" and issubclass(_encoder_class(spec.family), FrameEncoder)
 

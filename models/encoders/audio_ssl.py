@@ -8,19 +8,17 @@ import torch
 from models.encoders.base import (ClipInputs, Encoder, EncoderSpec, Progress, fit_steps, hub_unavailable,
                                   offline_mode, pair_frames)
 from models.timing import SAMPLE_RATE
+from transformers import HubertModel, Wav2Vec2Model, WavLMModel
+from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 
 MAX_CHUNK_S = 30.0  # longer audio is encoded in chunks to bound attention memory
 
 
 def model_class(family: str):
-    from transformers import HubertModel, Wav2Vec2Model, WavLMModel
-
     return {"wav2vec2": Wav2Vec2Model, "wavlm": WavLMModel, "hubert": HubertModel}[family]
 
 
 def config_class(family: str):
-    from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
-
     return {"wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig, "hubert": HubertConfig}[family]
 
 

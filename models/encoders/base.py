@@ -114,6 +114,14 @@ def resolve_dtype(precision: str) -> torch.dtype:
     raise AnalysisError(f"unknown precision {precision!r}.", hint="Use fp32, bf16 or auto.")
 
 
+def precision_warning(precision: str) -> str | None:
+    """A note for the user when the requested precision is not native on this CPU."""
+    if precision == "bf16" and not cpu_has_fast_bf16():
+        return ("bf16 was requested but this CPU has no bf16 matrix units (AVX-512 BF16 or AMX): bf16 runs "
+                "emulated here, slower than fp32 (--precision auto picks the faster one).")
+    return None
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AVX-512 BF16 or AMX, where bf16 matmuls beat fp32."""
     try:

@@ -40,6 +40,13 @@ def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
     return array
 
 
+def missing_features(spec: EncoderSpec) -> AnalysisError:
+    """The one message for an external encoder whose features were not given."""
+    return AnalysisError(f"encoder {spec.id} runs outside this app: its features must be given as a file.",
+                         hint=f"Extract them with the reference code ({spec.description}) and pass "
+                              f"--features {spec.id}=FILE.npy (steps × {spec.dim} at 25 Hz).")
+
+
 class ExternalFeatures(Encoder):
     def __init__(self, spec: EncoderSpec, weights: str | None = None, precision: str = "auto"):
         super().__init__(spec, "fp32")
@@ -47,9 +54,6 @@ class ExternalFeatures(Encoder):
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
         source = inputs.features.get(self.spec.id)
         if source is None:
-            raise AnalysisError(
-                f"encoder {self.spec.id} runs outside this app: its features must be given as a file.",
-                hint=f"Extract them with the reference code ({self.spec.description}) and pass "
-                     f"--features {self.spec.id}=FILE.npy (steps × {self.spec.dim} at 25 Hz).")
+            raise missing_features(self.spec)
         features = source if isinstance(source, np.ndarray) else load_feature_file(source, self.spec)
         return fit_steps(features, inputs.n_steps)

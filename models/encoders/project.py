@@ -25,6 +25,7 @@ from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder, to
 from models.errors import AnalysisError
 from models.media import file_sha256, log_mel
 from models.timing import N_MELS
+from safetensors.torch import load_file
 
 ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
 MEL_FRAMES_PER_STEP = 4  # 100 Hz mel frames → 25 Hz steps
@@ -53,8 +54,6 @@ def bundled_sha256(spec: EncoderSpec) -> str:
 def load_project_weights(module: nn.Module, spec: EncoderSpec, weights: str | None) -> dict:
     """Load safetensors weights into `module` after checking them against their card's
     SHA-256; returns the card."""
-    from safetensors.torch import load_file
-
     path = weights_path(spec, weights)
     card_path = path.with_suffix(".json")
     try:

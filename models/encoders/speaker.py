@@ -19,6 +19,7 @@ from torch import nn
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE
+import librosa
 
 MEL_BANDS, MEL_HOP, MEL_WINDOW = 40, 160, 400  # 10 ms hop, 25 ms window at 16 kHz
 WINDOW_FRAMES = 80  # 0.8 s of mel frames per step
@@ -47,8 +48,6 @@ def package_weights(package: str, filename: str) -> Path:
 
 def mel_frames(audio: np.ndarray) -> np.ndarray:
     """(frames, 40) mel power frames of volume-normalised audio, as the encoder was trained."""
-    import librosa
-
     rms = np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9
     audio = audio * (10 ** (TARGET_DBFS / 20) / rms)
     mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_WINDOW,

@@ -11,6 +11,7 @@ import torch
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, hub_unavailable, offline_mode
 from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+from transformers import VideoMAEConfig, VideoMAEModel
 
 WINDOW_STEPS = 16
 WINDOW_STRIDE = 8
@@ -18,8 +19,6 @@ WINDOW_STRIDE = 8
 
 def load_videomae(spec: EncoderSpec, weights: str | None) -> torch.nn.Module:
     """VideoMAEModel from a hub id or local folder (the same call), or random-init."""
-    from transformers import VideoMAEConfig, VideoMAEModel
-
     if weights is None:
         torch.manual_seed(spec.seed)
         return VideoMAEModel(VideoMAEConfig(**spec.arch))

@@ -74,7 +74,7 @@ class ClipEncoder(FrameEncoder):
 def load_clip(spec: EncoderSpec, weights: str | None) -> torch.nn.Module:
     """open_clip model `spec.arch['model_name']` with pretrained tag (e.g. 'openai'), a
     local weights file (the same call), or random-init at the entry's seed."""
-    import open_clip
+    import open_clip  # lazy: only CLIP encoders need open_clip (about 2 s to import)
 
     model_name = spec.arch["model_name"]
     torch.manual_seed(spec.seed)
@@ -104,7 +104,7 @@ class FSFMEncoder(FrameEncoder):
 
 def build_vit(spec: EncoderSpec) -> torch.nn.Module:
     """A timm VisionTransformer of the entry's architecture, pooling patch tokens."""
-    from timm.models.vision_transformer import VisionTransformer
+    from timm.models.vision_transformer import VisionTransformer  # lazy: only FSFM-style ViTs need timm
 
     torch.manual_seed(spec.seed)
     return VisionTransformer(img_size=224, num_classes=0, global_pool="avg", fc_norm=False, **spec.arch)
@@ -115,7 +115,7 @@ def resolve_hub_file(spec: EncoderSpec, weights: str) -> str:
     if is_local_path(weights):
         return weights
     repo, _, filename = weights.partition("::")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # lazy: only hub downloads need it
 
     try:
         return hf_hub_download(repo_id=repo, filename=filename)

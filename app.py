@@ -40,8 +40,7 @@ from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode
 from models.settings import Settings
 from models.timing import STEP_RATE
-from models.zoo import DEFAULT_PROBES, describe_probe, usable_probes
-from models.zoo import load_probe
+from models.zoo import DEFAULT_PROBES, describe_probe, load_probe, usable_probes
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]

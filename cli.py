@@ -22,6 +22,7 @@ from explain.truth import load_truth_file
 from models.errors import AnalysisError
 from models.media import MediaLimits, inspect_media
 
+
 def _pairs(values: list[str], flag: str, must_exist: bool = False) -> dict[str, str]:
     """ENCODER=PATH arguments as a dictionary; with `must_exist`, every PATH must be a file."""
     pairs = {}

@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.bench_performance import make_clip  # noqa: E402  the same 1280×720 clip with speech
+from models.analysis import AnalysisOptions, analyze
+from models.settings import Settings
 
 DEFAULT_ENCODERS = ["random-wav2vec2-xls-r-300m", "random-wavlm-large", "random-hubert-large",
                     "random-clip-vit-b16", "random-clip-vit-l14", "random-videomae-large", "random-fsfm-vit-b16",
@@ -26,9 +28,6 @@ DEFAULT_ENCODERS = ["random-wav2vec2-xls-r-300m", "random-wavlm-large", "random-
 
 def run_child(encoder_id: str, clip: str, face_stride: int, precision: str) -> dict:
     """Analyse `clip` with random@encoder_id in this process; return timings and peak RSS."""
-    from models.analysis import AnalysisOptions, analyze
-    from models.settings import Settings
-
     start = time.perf_counter()
     result = analyze(clip, [f"random@{encoder_id}"],
                      AnalysisOptions(cache=None, settings=Settings(face_stride=face_stride, precision=precision)))

@@ -9,7 +9,6 @@ import argparse
 import io
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -64,8 +64,9 @@ HELDOUT_SEED = 303  # the synthetic test split of the README and the probe cards
 def speech_track(seconds: float) -> np.ndarray:
     """`seconds` of speech: espeak-ng sentences back to back where installed, else the
     project's speech-like stand-in."""
-    from research.generator import VOICES, WORDS, speech
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.timing import SAMPLE_RATE
+    from research.generator import VOICES, WORDS, speech
 
     total, parts, index = int(seconds * SAMPLE_RATE), [], 0
     while sum(len(p) for p in parts) < total:
@@ -78,6 +79,7 @@ def speech_track(seconds: float) -> np.ndarray:
 
 def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720) -> Path:
     """A talking-head-like test clip: the astronaut photo moving over the frame, with speech."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.media import write_test_clip
     from research.synthetic import moving_astronaut
 
@@ -110,6 +112,7 @@ def run_pipeline(spec: dict) -> dict:
     """Analyse spec['clip'] with spec['probes'] under spec['options']; optionally Grad-CAM on
     the top spec['gradcam'] steps and a probe switch; timings (the median of
     spec['repeats'] runs), peak RSS and the logits."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.analysis import AnalysisOptions, analyze
     from models.settings import Settings
 
@@ -154,6 +157,7 @@ def median_by(items: list, key):
 
 def timed_analysis(clip: str, spec: dict, options) -> tuple:
     """(result, analysis seconds, Grad-CAM seconds on the top spec['gradcam'] steps)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from explain.spatial import explain_spatial, spatial_probes
     from models.analysis import analyze
 
@@ -175,6 +179,7 @@ def matmul_peak(dtype_name: str, shapes=PEAK_SHAPES, repeats: int = 5) -> float:
     """Best-of GFLOP/s over matrix multiplies of the given (M, K, N) shapes in this process:
     the machine's peak as the library reaches it, on the encoder's own product shapes as
     well as a square one (which of them runs fastest differs between CPUs)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -194,6 +199,7 @@ def forward_flops(encoder, pixels) -> float:
     the products the counter knows: PyTorch's fused attention fast path (and the CPU's
     fused attention kernel) hide the projections and products inside, a third of a ViT's
     FLOPs, which understated its share of the machine's peak."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -212,6 +218,7 @@ def forward_flops(encoder, pixels) -> float:
 def run_clips(spec: dict) -> dict:
     """Per-step logits and P(fake) of spec['probes'] on every clip of spec['clips'] under
     spec['options'] (the clips' agreement between modes, not their time)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.analysis import AnalysisOptions, analyze
     from models.settings import Settings
 
@@ -228,6 +235,7 @@ def heldout_set(folder: Path, clips: int) -> dict[str, list]:
     """The first `clips` clips of the held-out synthetic test split (the generator draws each
     clip from its own index, so they are those of the full 80-clip split): each bundled
     probe's records, labelled by its own modality."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from research.datasets import load_dataset_spec
     from research.generator import generate
 
@@ -237,6 +245,7 @@ def heldout_set(folder: Path, clips: int) -> dict[str, list]:
 
 def heldout_aucs(records: dict[str, list], p_fake: dict[str, dict[str, float]]) -> dict[str, float | None]:
     """Video AUC of each bundled probe over its held-out records (None with one class only)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from research.evaluation import video_metrics
 
     return {probe_id: video_metrics([r.label for r in rows], [p_fake[r.path][probe_id] for r in rows])["auc"]
@@ -245,6 +254,7 @@ def heldout_aucs(records: dict[str, list], p_fake: dict[str, dict[str, float]]) 
 
 def card_auc(probe_id: str) -> float | None:
     """The held-out video AUC recorded in a bundled probe's card (for reference)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.zoo import load_probe
 
     tests = load_probe(probe_id).card.get("metrics", {}).get("test", [])
@@ -254,8 +264,10 @@ def card_auc(probe_id: str) -> float | None:
 def run_efficiency(spec: dict) -> dict:
     """The machine's fp32 and bf16 matmul peaks, and the ViT-L/14 forward's GFLOP/s on a
     batch of 16 face crops at the encoder's precision (FLOPs counted by torch)."""
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     import torch
 
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.encoders import get_encoder
     from models.encoders.base import cpu_has_fast_bf16
 
@@ -340,6 +352,7 @@ def main() -> int:
         print(json.dumps(run(spec)))
         return 0
 
+    # lazy: each measuring child process loads only what its figure needs (peak memory is one)
     from models.encoders.base import cpu_has_fast_bf16
 
     runs, rows = {}, []
@@ -459,6 +472,7 @@ def main() -> int:
             run = runs[f"(c) wav2vec2-large {mode}"]
             check(rows, f"(c) wav2vec2-large {mode}", run["total_s"], "for reference", None, "s")
     if not args.skip_startup:
+        # lazy: each measuring child process loads only what its figure needs (peak memory is one)
         from benchmarks.bench_startup import one_run
 
         startup = one_run()

@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from gradio_client import Client, handle_file
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "assets" / "demo" / "visual_fake.mp4"
 
@@ -46,7 +48,6 @@ def one_run() -> dict:
                     raise RuntimeError("the app did not start")
                 time.sleep(0.1)
         ready = time.perf_counter() - started
-        from gradio_client import Client, handle_file
 
         client = Client(url, verbose=False)
         times = []

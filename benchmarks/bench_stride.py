@@ -19,30 +19,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from explain.temporal import step_labels, truth_for_modality
+from models.analysis import AnalysisOptions, analyze
+from models.encoders import get_spec
+from models.media import MediaLimits, decode, write_test_clip
+from models.settings import Settings
+from models.zoo import load_probe
+from research.datasets import load_dataset_spec
+from research.evaluation import fake_clip_localisation
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def reencoded_copy(video: str, folder: Path) -> str:
     """The clip decoded and written again (frames and audio), as an upload would be."""
-    from models.media import MediaLimits, decode, write_test_clip
-
     clip = decode(video, MediaLimits(frame_max_side=100_000))  # every pixel of the source
     path = folder / Path(video).name
     return str(write_test_clip(path, np.asarray(clip.frames), fps=clip.info.fps or 25, audio=clip.audio))
 
 
 def main() -> int:
-    from sklearn.metrics import roc_auc_score
-
-    from research.evaluation import fake_clip_localisation
-    from explain.temporal import step_labels, truth_for_modality
-    from models.analysis import AnalysisOptions, analyze
-    from models.settings import Settings
-    from research.datasets import load_dataset_spec
-    from models.encoders import get_spec
-    from models.zoo import load_probe
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")

@@ -19,15 +19,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from explain.annotations import Click
-from explain.spatial import (SpatialExplanation, cascade_depths, explain_spatial, map_to_frame, overlay, pointing_game,
-                             randomised_maps, spatial_encoder, step_crops)
+from explain.spatial import (
+    SpatialExplanation,
+    cascade_depths,
+    explain_spatial,
+    map_to_frame,
+    overlay,
+    pointing_game,
+    randomised_maps,
+    spatial_encoder,
+    step_crops,
+)
 from models.analysis import AnalysisOptions, AnalysisResult, analyze
 from models.errors import AnalysisError
 from models.faces import FACE_CROP_SIZE
 from models.timing import STEP_RATE
-from matplotlib.figure import Figure
 
 FRAME_CENTRE = (0.5, 0.5)
 

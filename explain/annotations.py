@@ -12,13 +12,14 @@ import csv
 import io
 import json
 import math
-from time import time as now
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from time import time as now
+
+import sqlalchemy as sa
 
 from models.cache import app_home, atomic_write
 from models.errors import AnalysisError
-import sqlalchemy as sa
 
 EXDDV_COLUMNS = ("id", "username", "movie_name", "text", "dataset", "manipulation", "click_locations",
                  "difficulty", "split")

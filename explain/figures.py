@@ -16,9 +16,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.gridspec import GridSpecFromSubplotSpec  # noqa: E402
 
 from explain.temporal import TemporalExplanation  # noqa: E402
+from models.cache import atomic_write
 from models.media import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
-from models.cache import atomic_write
 
 MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "frame": "#138d90",
                     "audio-visual": "#e67e22", "fusion": "#222222"}

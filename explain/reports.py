@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+
 from explain.figures import save_figure, temporal_figure
 from explain.spatial import SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal
 from explain.truth import read_truth
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
-from models.errors import AnalysisError
 from models.probes import safe_name
-import cv2
 
 
 def _write_png(path: Path, image) -> None:

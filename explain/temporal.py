@@ -6,15 +6,13 @@ modality, frame-level localisation AUC/AP, segment IoU and the leading-silence c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.analysis import AnalysisResult
-from models.errors import AnalysisError
 from models.probes import ProbeScores
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 Segment = tuple[float, float]  # [start, end) in seconds
 TRUTH_KEYS = {"audio": "audio_fake_segments", "lips": "visual_fake_segments", "face": "visual_fake_segments",

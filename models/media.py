@@ -18,10 +18,10 @@ from typing import Callable
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from models.errors import AnalysisError
 from models.timing import MEL_HOP, MEL_N_FFT, N_MELS, SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
-from av.video.reformatter import VideoReformatter
 
 IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "tiff", "bmp"}
 TEXT_FORMATS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd", "jacosub", "sami", "realtext", "lrc"}

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from models.errors import AnalysisError
-from safetensors.numpy import save_file
-from models.cache import atomic_write
 from safetensors import SafetensorError
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
+
+from models.cache import atomic_write
 from models.encoders import get_spec
+from models.errors import AnalysisError
 
 CARD_REQUIRED = ("id", "encoder", "dim")
 STEP_PROBABILITY = "sigmoid(2*s_t)"

@@ -3,18 +3,19 @@ the released SSR-DFD probes (fetched from their public location, verified by SHA
 and untrained `random@ENCODER` heads for smoke tests."""
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from models.cache import app_home, atomic_write
 from models.encoders import get_spec, list_encoders
 from models.errors import AnalysisError
 from models.media import file_sha256
 from models.probes import LinearProbe, load_lightning_checkpoint, load_probe_file, random_probe
-from tqdm import tqdm
-import json
 
 DEFAULT_PROBES = ("demo/audio-selfsplice", "demo/visual-selfblend")  # the offline set the app and CLI start with
 

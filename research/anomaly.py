@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.cache import atomic_write
 from models.errors import AnalysisError
 from models.probes import ProbeScores, safe_name
 from research.training import TrainConfig, fit
-from safetensors.torch import save_file
-from models.cache import atomic_write
-from safetensors.torch import load_file
 
 SYNC_WINDOW = 15
 

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from explain.figures import save_figure
 from explain.temporal import localisation_metrics, step_labels, truth_for_modality
 from models.cache import atomic_write
-from research.datasets import Record
 from models.encoders import get_spec
 from models.probes import ProbeScores
-from sklearn.metrics import average_precision_score, roc_auc_score
-from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
-from explain.figures import save_figure
+from research.datasets import Record
 
 
 class Scorer(Protocol):

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from models.analysis import AnalysisOptions, extract_features
 from models.cache import FeatureCache
-from research.datasets import Record
 from models.encoders import get_spec, register_encoder
 from models.encoders.base import EncoderSpec
-from models.errors import AnalysisError
-from models.settings import Settings
-import torch
 from models.encoders.external import load_feature_file
+from models.errors import AnalysisError
 from models.media import file_sha256
+from models.settings import Settings
+from research.datasets import Record
 
 RESEARCH_SETTINGS = Settings(precision="fp32")  # research caches are fp32 on every CPU: same features anywhere
 

@@ -27,16 +27,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import cv2
-import numpy as np
-
-from models.media import write_test_clip
-from research.synthetic import speech_like_audio
-from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
-from models.faces import shared_tracker
-import matplotlib.cbook
-from skimage import data
-import soundfile as sf
 import librosa
+import matplotlib.cbook
+import numpy as np
+import soundfile as sf
+from skimage import data
+
+from models.faces import shared_tracker
+from models.media import write_test_clip
+from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
+from research.synthetic import speech_like_audio
 
 FRAME_SIZE = (320, 256)
 KINDS = ("real", "audio_modified", "real", "visual_modified", "real", "both_modified", "real", "desync")

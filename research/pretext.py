@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
+import librosa
 import numpy as np
 import torch
+from safetensors.torch import save_file
+from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
-from research.datasets import load_dataset_spec
 from models.encoders import get_spec
 from models.encoders.base import ClipInputs, EncoderSpec
 from models.encoders.project import BlendCNN, SpliceNet, crop_pixels, splice_net_input
@@ -37,11 +39,8 @@ from models.errors import AnalysisError
 from models.faces import track_faces
 from models.media import decode, file_sha256
 from models.timing import SAMPLE_RATE, STEP_RATE, step_centre
-from research.generator import WORDS, speech
-import librosa
-from sklearn.metrics import average_precision_score, roc_auc_score
-from safetensors.torch import save_file
-from research.generator import HELDOUT_VOICES, pretraining_voices
+from research.datasets import load_dataset_spec
+from research.generator import HELDOUT_VOICES, WORDS, pretraining_voices, speech
 
 Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
 SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from skimage import data
 
 from models.timing import SAMPLE_RATE
-from skimage import data
 
 # Hand-annotated on scikit-image's astronaut (512×512): mouth centre and face width in pixels.
 ASTRONAUT_MOUTH = (224.0, 145.0)

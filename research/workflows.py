@@ -7,21 +7,18 @@ from typing import Callable
 
 import numpy as np
 
-from models.cache import FeatureCache
-from research.datasets import DatasetSpec, Record, load_dataset_spec
+from models.cache import FeatureCache, atomic_write
 from models.encoders import get_spec
 from models.errors import AnalysisError
-from research.extract import RESEARCH_SETTINGS, ExtractionReport, ShaIndex, extract_dataset, load_record_features
 from models.probes import LinearProbe, save_probe
 from models.settings import Settings
-from research.training import TrainConfig, train_probe
-from research.evaluation import video_metrics
 from models.zoo import load_probe
-from research.anomaly import load_scorer
-from models.cache import atomic_write
+from research.anomaly import NextStepConfig, load_scorer, save_scorer, train_av_sync, train_next_step
+from research.datasets import DatasetSpec, Record, load_dataset_spec
 from research.evaluation import evaluate as run_evaluation
-from research.evaluation import write_evaluation
-from research.anomaly import NextStepConfig, save_scorer, train_av_sync, train_next_step
+from research.evaluation import video_metrics, write_evaluation
+from research.extract import RESEARCH_SETTINGS, ExtractionReport, ShaIndex, extract_dataset, load_record_features
+from research.training import TrainConfig, train_probe
 
 
 class FeatureSource:

@@ -5,8 +5,17 @@ import json
 
 import pytest
 
-from explain.alignment import (align_clicks, alignment_figure, click_step, mae, mae_curve, random_point_hit_rate,
-                               spatial_benchmark, summarise, write_alignment)
+from explain.alignment import (
+    align_clicks,
+    alignment_figure,
+    click_step,
+    mae,
+    mae_curve,
+    random_point_hit_rate,
+    spatial_benchmark,
+    summarise,
+    write_alignment,
+)
 from explain.annotations import Click
 from models.analysis import AnalysisOptions, analyze
 

@@ -1,7 +1,5 @@
 """analyze(): every encoder family end to end, the report, the feature cache, the CLI."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from models.encoders.base import EncoderSpec
 from models.errors import AnalysisError
 from models.media import MediaLimits, write_test_clip
 from models.settings import Settings
+from tests.cli_runner import run_cli
 from tests.conftest import gradient_frames
 from tests.test_encoders import TINY_AUDIO, TINY_CLIP_CONFIG, TINY_VIDEOMAE, TINY_VIT
 
@@ -182,11 +181,6 @@ def test_no_probe_and_unknown_probe_are_clear_errors(face_clip):
         analyze(face_clip, [])
     with pytest.raises(AnalysisError, match="unknown probe 'nope'"):
         analyze(face_clip, ["nope"])
-
-
-def run_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_cli_analyze_with_external_features_and_truth(face_clip, tmp_path):

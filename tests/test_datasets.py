@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from research.datasets import load_dataset_spec
 from models.errors import AnalysisError
+from research.datasets import load_dataset_spec
 
 
 def describe(tmp_path, **fields):

@@ -1,9 +1,9 @@
 """The synthetic benchmark generator: deterministic, readable by the dataset readers,
 with ground-truth regions on the manipulated mouth."""
 import csv
-from pathlib import Path
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,4 @@
 """Decoding onto the 25 Hz clock, containers and formats, and bad files."""
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 from models.errors import AnalysisError
 from models.media import MediaLimits, StepFrames, decode, write_test_clip
 from models.timing import SAMPLE_RATE
+from tests.cli_runner import run_cli
 from tests.conftest import gradient_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,8 +200,7 @@ def test_bad_files_raise_the_project_error(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["empty", "truncated", "image", "text", "text_txt", "audio_only"])
 def test_cli_prints_bad_file_errors_without_traceback(tmp_path, kind):
     path, message = _bad_files(tmp_path)[kind]
-    run = subprocess.run([sys.executable, "cli.py", "analyze", str(path), "--probe", "random@random-clip-vit-b16",
-                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = run_cli("analyze", path, "--probe", "random@random-clip-vit-b16", "--out", tmp_path / "out")
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert f"error: {path.name}: " in run.stderr and message in run.stderr

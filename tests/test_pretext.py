@@ -10,9 +10,17 @@ import torch
 
 from models.encoders import create_encoder, get_spec
 from models.errors import AnalysisError
-from research.pretext import (PretextConfig, padded_batch, pretrain_selfblend, pretrain_selfsplice,
-                            save_project_encoder, self_blend, self_splice, token_labels)
 from models.timing import SAMPLE_RATE, STEP_RATE
+from research.pretext import (
+    PretextConfig,
+    padded_batch,
+    pretrain_selfblend,
+    pretrain_selfsplice,
+    save_project_encoder,
+    self_blend,
+    self_splice,
+    token_labels,
+)
 
 TINY_BLEND = {"input_size": 32, "widths": [8, 8, 8, 16]}
 

@@ -2,23 +2,22 @@
 manipulations; anomaly proxies; Ray extraction; the commands' errors."""
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.cache import FeatureCache
-from research.datasets import load_dataset_spec
 from models.encoders import get_spec, register_encoder, unregister_encoder
 from models.encoders.base import EncoderSpec
-from research.extract import extract_dataset
 from models.faces import TRACKER_VERSION
 from models.settings import Settings
+from research.datasets import load_dataset_spec
+from research.extract import extract_dataset
 from research.training import TrainConfig
 from research.workflows import FeatureSource, evaluate, record_in_cards, train, train_anomaly
 from tests.builders import write_av1m_dataset
+from tests.cli_runner import run_cli
 from tests.test_encoders import TINY_AUDIO, TINY_VIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,11 +105,6 @@ def test_ray_extraction_is_byte_identical_and_reports_failures(toy, tiny_encoder
     assert digests(tmp_path / "local") == digests(tmp_path / "ray")
     again = extract_dataset(records, ["tiny-wav2vec2"], FeatureCache(tmp_path / "local"))
     assert len(again.cached) == 19 and not again.done  # resumed: nothing recomputed
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.mark.parametrize("command", ["extract", "train", "evaluate"])

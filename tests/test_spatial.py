@@ -10,8 +10,15 @@ from torch import nn
 
 from explain.explainers import get_explainer, list_explainers
 from explain.explainers.gradcam import GradCamTarget, _attribution_layer, grad_cam, gradcam_target
-from explain.spatial import (cascade_depths, explain_spatial, hotspot, map_to_frame, overlay, pointing_game,
-                             randomised_network)
+from explain.spatial import (
+    cascade_depths,
+    explain_spatial,
+    hotspot,
+    map_to_frame,
+    overlay,
+    pointing_game,
+    randomised_network,
+)
 from models.analysis import AnalysisOptions, analyze
 from models.encoders import EncoderSpec, get_encoder
 from models.encoders.vision import FrameEncoder

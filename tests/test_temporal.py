@@ -6,13 +6,21 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from explain.figures import mel_extent, save_figure, temporal_figure
-from models.media import log_mel
-from explain.temporal import (TemporalExplanation, explain_scores, explain_temporal, leading_silence_share,
-                              localisation_metrics, predicted_segments, segment_iou, speech_onset_step,
-                              step_labels, top_peaks)
+from explain.temporal import (
+    TemporalExplanation,
+    explain_scores,
+    explain_temporal,
+    leading_silence_share,
+    localisation_metrics,
+    predicted_segments,
+    segment_iou,
+    speech_onset_step,
+    step_labels,
+    top_peaks,
+)
 from explain.truth import read_truth
 from models.errors import AnalysisError
-from models.media import decode, write_test_clip
+from models.media import decode, log_mel, write_test_clip
 from models.probes import ProbeScores, logsumexp, sigmoid
 from models.timing import SAMPLE_RATE, STEP_RATE
 from tests.conftest import gradient_frames

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
 
-from models.encoders.base import (ClipInputs, Encoder, EncoderSpec, Progress, fit_steps, hub_unavailable,
-                                  offline_mode, pair_frames)
+from models.encoders.base import (
+    ClipInputs,
+    Encoder,
+    EncoderSpec,
+    Progress,
+    fit_steps,
+    hub_unavailable,
+    offline_mode,
+    pair_frames,
+)
 from models.timing import SAMPLE_RATE
-from transformers import HubertModel, Wav2Vec2Model, WavLMModel
-from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 
 MAX_CHUNK_S = 30.0  # longer audio is encoded in chunks to bound attention memory
 

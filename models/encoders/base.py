@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.errors import AnalysisError
-from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, TRACKER_VERSION, FaceTrack
+from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, FaceTrack
 from models.media import Clip
 
 Progress = Callable[[float], None] | None

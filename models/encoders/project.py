@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, fit_steps
@@ -25,7 +26,6 @@ from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder, to
 from models.errors import AnalysisError
 from models.media import file_sha256, log_mel
 from models.timing import N_MELS
-from safetensors.torch import load_file
 
 ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
 MEL_FRAMES_PER_STEP = 4  # 100 Hz mel frames → 25 Hz steps

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
 from torch import nn
@@ -19,7 +20,6 @@ from torch import nn
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE
-import librosa
 
 MEL_BANDS, MEL_HOP, MEL_WINDOW = 40, 160, 400  # 10 ms hop, 25 ms window at 16 kHz
 WINDOW_FRAMES = 80  # 0.8 s of mel frames per step

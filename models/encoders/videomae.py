@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers import VideoMAEConfig, VideoMAEModel
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, hub_unavailable, offline_mode
 from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, to_tensor
-from transformers import VideoMAEConfig, VideoMAEModel
 
 WINDOW_STEPS = 16
 WINDOW_STRIDE = 8

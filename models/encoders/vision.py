@@ -7,8 +7,17 @@ import argparse
 import numpy as np
 import torch
 
-from models.encoders.base import (ClipInputs, Encoder, EncoderSpec, Progress, batched, hub_unavailable,
-                                  interpolate_steps, is_local_path, strided_steps)
+from models.encoders.base import (
+    ClipInputs,
+    Encoder,
+    EncoderSpec,
+    Progress,
+    batched,
+    hub_unavailable,
+    interpolate_steps,
+    is_local_path,
+    strided_steps,
+)
 from models.errors import AnalysisError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

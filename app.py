@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import html
 import inspect
 import os
@@ -32,15 +33,15 @@ import numpy as np
 from explain.alignment import align_clicks, alignment_figure, summarise
 from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
 from explain.reports import write_report
-from explain.spatial import explain_spatial, overlay, spatial_probes
+from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
 from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
 from models.encoders import get_spec
 from models.errors import AnalysisError
-from models.media import Clip, MediaLimits, decode
+from models.media import Clip, MediaLimits, decode, file_sha256, inspect_media
 from models.settings import Settings
 from models.timing import STEP_RATE
-from models.zoo import DEFAULT_PROBES, describe_probe, load_probe, usable_probes
+from models.zoo import DEFAULT_PROBES, describe_probe, usable_probes
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
@@ -109,6 +110,7 @@ class Session:
     clip: Clip | None = None  # for annotation when no analysis ran yet
     sha256: str | None = None
     reports: list[str] = field(default_factory=list)
+    gallery_steps: list[int] = field(default_factory=list)  # the step of each gallery item, in order
 
     def frames_clip(self) -> Clip:
         if self.result is not None and self.result.clip is not None:
@@ -138,14 +140,13 @@ def default_probes(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
     return [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
 
 
-def is_stand_in(probe_id: str) -> bool:
-    probe = load_probe(probe_id)
-    return get_spec(probe.encoder_id).source in ("random", "project", "package") or bool(
-        probe.card.get("synthetic")) or probe.card.get("source") == "random"
+def stand_in_probes() -> frozenset[str]:
+    """The usable probes that are no real-world detectors (read once, from the zoo's cards)."""
+    return frozenset(entry.id for entry in usable_probes() if entry.stand_in)
 
 
-def banner(*selected: list[str]) -> str:
-    names = [pid for group in selected for pid in (group or []) if is_stand_in(pid)]
+def banner(stand_ins: frozenset[str], *selected: list[str]) -> str:
+    names = [pid for group in selected for pid in (group or []) if pid in stand_ins]
     return STAND_IN_BANNER.format(names=", ".join(names)) if names else ""
 
 
@@ -174,7 +175,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
         previous = session.result if session.video == video else None  # switching probes reuses frames and features
         result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
         progress(0.0, desc="explanations")
-        paths = write_report(result, out, spatial_steps=GALLERY_STEPS)
+        written = write_report(result, out, spatial_steps=GALLERY_STEPS)
     except BaseException as error:  # failed or cancelled: nothing of this request stays on disk
         shutil.rmtree(out, ignore_errors=True)
         if isinstance(error, AnalysisError):
@@ -184,11 +185,12 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
         return_freed_memory()
     _replace_reports(session, str(out))
     session.video, session.result, session.sha256 = video, result, result.media.sha256
-    gallery = [(str(p), _heatmap_caption(result, p.stem)) for k, p in paths.items() if k.startswith("heatmap_")]
+    session.gallery_steps = [heatmap.step for heatmap, _ in written.heatmaps]
+    gallery = [(str(path), heatmap_caption(result, heatmap)) for heatmap, path in written.heatmaps]
     slider = gr.Slider(minimum=0, maximum=result.media.n_steps - 1, value=_first_peak(result), step=1,
                        interactive=True)
-    return (session, summary_markdown(result), str(paths["temporal_png"]), gallery,
-            [str(p) for p in paths.values()], slider)
+    return (session, summary_markdown(result), str(written.paths["temporal_png"]), gallery,
+            [str(p) for p in written.paths.values()], slider)
 
 
 def end_session(session: Session | None) -> None:
@@ -252,10 +254,11 @@ def _first_peak(result: AnalysisResult) -> int:
     return int(top_peaks(first.scores.logits, 1)[0])
 
 
-def _heatmap_caption(result: AnalysisResult, stem: str) -> str:
-    step = int(stem.rsplit("_", 1)[-1])
+def heatmap_caption(result: AnalysisResult, heatmap: Heatmap) -> str:
+    """Which probe's map this is, where in time, and every probe's score there."""
+    step = heatmap.step
     scores = [f"{pid}: p={r.scores.probabilities[step]:.2f}" for pid, r in result.probes.items()]
-    return f"{step / STEP_RATE:.2f} s (step {step}) · " + " · ".join(scores)
+    return f"{heatmap.probe_id} · {heatmap.time:.2f} s (step {step}) · " + " · ".join(scores)
 
 
 def summary_markdown(result: AnalysisResult) -> str:
@@ -294,11 +297,10 @@ def show_step(step: float, session: Session | None):
 
 
 def pick_gallery(session: Session | None, evt: gr.SelectData):
-    """A click on a gallery item moves the time slider to that item's step."""
-    caption = evt.value.get("caption", "") if isinstance(evt.value, dict) else ""
-    if "(step " not in caption:
+    """A click on a gallery item moves the time slider to the step that item was made for."""
+    if session is None or evt.index is None or not 0 <= int(evt.index) < len(session.gallery_steps):
         return gr.Slider()
-    return gr.Slider(value=int(caption.split("(step ")[1].split(")")[0]))
+    return gr.Slider(value=session.gallery_steps[int(evt.index)])
 
 
 # -- annotate --------------------------------------------------------------------------------
@@ -344,18 +346,19 @@ def record_click(step: float, annotator: str, note: str, difficulty: str, sessio
     height, width = clip.frames.shape[1:3]
     x, y = evt.index
     try:
-        save_click(session, int(step), x / width, y / height, annotator, note, int(difficulty))
+        save_click(clip.info.name, session.sha256, clip.info.fps, int(step), x / width, y / height, annotator, note,
+                   int(difficulty))
     except AnalysisError as error:
         raise user_error(error) from None
     return annotation_frame(step, annotator, session), clicks_table(annotator, session)
 
 
-def save_click(session: Session, step: int, x: float, y: float, annotator: str, note: str,
+def save_click(video_name: str, sha256: str, fps: float, step: int, x: float, y: float, annotator: str, note: str,
                difficulty: int) -> Click:
-    clip = session.frames_clip()
+    """Store one click at `step` of a video (normalised x, y) with its frame index at `fps`."""
     time_s = step / STEP_RATE
-    click = Click(video_name=clip.info.name, frame_index=int(round(time_s * clip.info.fps)), x=float(x), y=float(y),
-                  annotator=(annotator or "").strip(), video_sha256=session.sha256, time=time_s, note=note or "",
+    click = Click(video_name=video_name, frame_index=int(round(time_s * fps)), x=float(x), y=float(y),
+                  annotator=(annotator or "").strip(), video_sha256=sha256, time=time_s, note=note or "",
                   difficulty=difficulty)
     click.id = store().add(click)
     return click
@@ -422,10 +425,10 @@ def alignment_view(session: Session | None, probe_id: str | None):
 
 def api_annotate(video: str, step: float, x: float, y: float, annotator: str, note: str, difficulty: float) -> dict:
     """Store one click on `video` at `step` (normalised x, y); returns the stored click."""
-    try:
-        session = Session(video=video, clip=decode(video, settings_limits()))
-        session.sha256 = session.clip.info.sha256
-        click = save_click(session, int(step), float(x), float(y), annotator, note, int(difficulty))
+    try:  # the header and the file's hash are all a click needs: nothing is decoded
+        header = inspect_media(video, settings_limits())
+        click = save_click(Path(video).name, file_sha256(video), header.fps, int(step), float(x), float(y), annotator,
+                           note, int(difficulty))
     except AnalysisError as error:
         raise user_error(error) from None
     return {"id": click.id, "video_sha256": click.video_sha256, "video_name": click.video_name,
@@ -448,7 +451,8 @@ def build_app() -> gr.Blocks:
         session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=end_session)
         gr.Markdown("# Audio-visual deepfake probe explorer\nLinear probes over frozen self-supervised encoders "
                     "(SSR-DFD) on a 25 Hz clock: temporal logit curves, Grad-CAM heatmaps, human annotations.")
-        banner_box = gr.Markdown(banner(defaults), elem_id="stand-in-banner")
+        stand_ins = stand_in_probes()
+        banner_box = gr.Markdown(banner(stand_ins, defaults), elem_id="stand-in-banner")
         with gr.Tab("Analyse", id="analyse"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -499,7 +503,7 @@ def build_app() -> gr.Blocks:
                     align_plot = gr.Plot(label="Alignment (MAE vs minimum fakeness score; clicks and maxima)")
 
         for box in checkboxes:
-            box.change(banner, checkboxes, banner_box, api_name=False)
+            box.change(functools.partial(banner, stand_ins), checkboxes, banner_box, api_name=False)
         analyse.click(with_request_and_progress(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
                       [session, summary, figure, gallery, files, step], api_name="analyse").then(
             show_step, [step, session], [step_frame, step_text], api_name=False)

@@ -1,11 +1,12 @@
-"""Command line: the same core functions as the app, for batches and scripts.
+"""Command line: the same core functions as the app, for batches and scripts. Installed as
+`avxplain` (pip install -e .); `python cli.py` is the same.
 
-    python cli.py analyze VIDEO --probe ID [--probe ID ...] --out DIR
-    python cli.py list encoders | probes
-    python cli.py probes fetch ID [--from FILE]
-    python cli.py annotations import|export|list ... [--db URL]
-    python cli.py align VIDEO --probe ID --out DIR [--db URL]
-    python cli.py spatial-eval --data DATASET.json --split test --probe ID --out DIR
+    avxplain analyze VIDEO [--probe ID ...] --out DIR
+    avxplain list encoders | probes
+    avxplain probes fetch ID [--from FILE]
+    avxplain annotations import|export|list ... [--db URL]
+    avxplain align VIDEO --probe ID --out DIR [--db URL]
+    avxplain spatial-eval --data DATASET.json --split test --probe ID --out DIR
     (and extract, train, train-anomaly, evaluate, generate, pretrain: see --help)
 """
 from __future__ import annotations
@@ -98,7 +99,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze(args.video, args.probe or list(DEFAULT_PROBES), options, progress=bars)
     finally:
         bars.close()
-    paths = write_report(result, out, truth, spatial_steps=args.spatial_steps)
+    paths = write_report(result, out, truth, spatial_steps=args.spatial_steps).paths
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
     if result.fusion:
@@ -358,20 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser("analyze", help="score one video with one or more probes")
-    analyze.add_argument("video")
+    analyze.add_argument("video", help="the video file (MP4, MOV, MKV, WebM, AVI)")
     analyze.add_argument("--probe", action="append",
                          help="probe id (repeat for several; default: the bundled offline probes)")
     analyze.add_argument("--out", required=True, help="folder for report.json, temporal.png and temporal.svg")
     analyze.add_argument("--truth", help="AV-Deepfake1M metadata JSON with the true fake segments "
                                          "(default: VIDEO.json or *metadata.json beside the video, if any)")
     analyze.add_argument("--face-stride", type=int, default=1,
-                         help="detect faces every N steps and interpolate the track between (default 1; "
-                              "5 is about 3x faster face tracking, per-step logits move by up to ~0.5)")
+                         help="detect faces every N steps and interpolate the track between (default 1: every "
+                              "step; larger is faster and moves per-step scores, see docs/PERFORMANCE.md)")
     analyze.add_argument("--stride", type=int, default=1,
                          help="run per-frame image encoders (CLIP, FSFM, self-blend CNN) every N steps and "
-                              "interpolate their features between (default 1; N cuts their time about N-fold, "
-                              "see README 'Performance' for the measured accuracy cost)")
-    analyze.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+                              "interpolate their features between (default 1: every step; see docs/PERFORMANCE.md)")
+    analyze.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                         help="numeric precision of the encoders (auto: bf16 where the CPU has bf16 units, else fp32)")
     analyze.add_argument("--weights", action="append", metavar="ENCODER=PATH",
                          help="local weights (folder or file) for a hub encoder")
     analyze.add_argument("--features", action="append", metavar="ENCODER=PATH",

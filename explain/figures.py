@@ -126,8 +126,8 @@ def _mel_zooms(figure: Figure, cell, mel: np.ndarray, explanation: TemporalExpla
         ax.imshow(mel[:, first:last], origin="lower", aspect="auto", cmap="magma", gid="mel-zoom",
                   extent=(left + first * hop_s, left + last * hop_s, bottom, top))
         ax.set_xlim(start, end)
-        ax.axvline(centre, color="white", lw=0.8, ls=":")
-        ax.set_title(f"▼ {centre:.2f} s  p = {explanation.probabilities[peak]:.2f}", fontsize=8)
+        ax.axvline(peak / STEP_RATE, color="white", lw=0.8, ls=":")
+        ax.set_title(f"▼ {peak / STEP_RATE:.2f} s  p = {explanation.probabilities[peak]:.2f}", fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
 

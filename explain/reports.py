@@ -3,12 +3,13 @@ The CLI and the app both call `write_report`."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
 from explain.figures import save_figure, temporal_figure
-from explain.spatial import SpatialExplanation, explain_spatial, overlay, spatial_probes
+from explain.spatial import Heatmap, SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal
 from explain.truth import read_truth
 from models.analysis import AnalysisResult
@@ -19,6 +20,11 @@ from models.probes import safe_name
 def _write_png(path: Path, image) -> None:
     ok, encoded = cv2.imencode(".png", image[..., ::-1])
     path.write_bytes(encoded.tobytes())
+
+
+def heatmap_name(probe_id: str, step: int) -> str:
+    """The file stem of one heatmap overlay (also the key of its path in `write_report`'s result)."""
+    return f"heatmap_{safe_name(probe_id)}_{step:05d}"
 
 
 def build_report(result: AnalysisResult, truth: dict | None = None,
@@ -36,22 +42,32 @@ def build_report(result: AnalysisResult, truth: dict | None = None,
     return report, explanations, spatial
 
 
+@dataclass
+class WrittenReport:
+    """The files `write_report` wrote: every path by name, and each heatmap with its overlay."""
+
+    paths: dict[str, Path]
+    heatmaps: list[tuple[Heatmap, Path]]
+
+
 def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
-                 spatial_steps: int = 3) -> dict[str, Path]:
-    """Write report.json, temporal.png / temporal.svg and the Grad-CAM overlays
-    (heatmap_PROBE_STEP.png) into `out_dir`; return their paths."""
+                 spatial_steps: int = 3) -> WrittenReport:
+    """Write report.json, temporal.png / temporal.svg and the heatmap overlays
+    (heatmap_PROBE_STEP.png) into `out_dir`."""
     out_dir = Path(out_dir)
     report, explanations, spatial = build_report(result, truth, spatial_steps)
     paths = {"report": atomic_write(out_dir / "report.json",
                                     lambda tmp: tmp.write_text(json.dumps(report, indent=1, allow_nan=False)))}
+    heatmaps = []
     for explanation in spatial:
         for heatmap in explanation.heatmaps:
-            name = f"heatmap_{safe_name(explanation.probe_id)}_{heatmap.step:05d}"
+            name = heatmap_name(heatmap.probe_id, heatmap.step)
             image = overlay(result.clip.frames[heatmap.step], heatmap.frame_map)
             paths[name] = atomic_write(out_dir / f"{name}.png", lambda tmp, image=image: _write_png(tmp, image))
+            heatmaps.append((heatmap, paths[name]))
     clip = result.clip
     figure = temporal_figure(explanations, audio=clip.audio if clip else None, frames=clip.frames if clip else None,
                              title=f"{result.media.name} — {result.media.duration_s:.2f} s")
     png, svg = save_figure(figure, out_dir / "temporal")
     paths.update({"temporal_png": png, "temporal_svg": svg})
-    return paths
+    return WrittenReport(paths, heatmaps)

@@ -25,6 +25,8 @@ from models.zoo import load_probe
 
 StageProgress = Callable[[str, float], None] | None
 REPORT_VERSION = 1
+TIME_CONVENTION = ("step t covers [t/25, (t+1)/25) s and is shown with the frame at its centre; every time in "
+                   "the report and the figure (step_times, peaks, heatmaps) is the step's start, t/25 s")
 
 
 @dataclass
@@ -81,7 +83,7 @@ class AnalysisResult:
         return {
             "report_version": REPORT_VERSION,
             "media": self.media.to_dict(),
-            "clock": {"step_rate_hz": STEP_RATE, "n_steps": self.media.n_steps,
+            "clock": {"step_rate_hz": STEP_RATE, "n_steps": self.media.n_steps, "time_convention": TIME_CONVENTION,
                       "step_probability": STEP_PROBABILITY, "video_probability": VIDEO_PROBABILITY},
             "step_times": [round(float(t), 4) for t in self.step_times],
             "probes": {pid: result.to_dict() for pid, result in self.probes.items()},

@@ -196,6 +196,7 @@ class MediaHeader:
 
     width: int
     height: int
+    fps: float  # the stream's average frame rate (0 when the header has none)
     has_audio: bool
     declared_duration_s: float | None
     packets_end_s: float  # end time of the last video packet
@@ -216,7 +217,7 @@ def inspect_media(path: str | Path, limits: MediaLimits = MediaLimits()) -> Medi
             raise AnalysisError(f"the file is truncated: its header says {declared:.2f} s but its frames "
                                 f"end at {end:.2f} s.", path=path, hint="Re-export or re-download the file.")
         return MediaHeader(video.codec_context.width, video.codec_context.height,
-                           _decodable_audio(container) is not None, declared, end)
+                           float(video.average_rate or 0), _decodable_audio(container) is not None, declared, end)
 
 
 def _packets_end(container: av.container.InputContainer, video: av.VideoStream,

@@ -125,6 +125,13 @@ class ProbeEntry:
     available: bool  # usable now without a download
     card: dict
 
+    @property
+    def stand_in(self) -> bool:
+        """True when the probe is no real-world detector: its encoder is a random-init, packaged
+        or project stand-in, its head is untrained, or it was trained on synthetic data."""
+        return get_spec(self.encoder).source in ("random", "project", "package") or bool(
+            self.card.get("synthetic")) or self.source == "random"
+
 
 def _card_probes(folder: Path, source: str) -> list[ProbeEntry]:
     entries = []

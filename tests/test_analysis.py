@@ -54,7 +54,7 @@ def test_every_family_on_a_ten_second_clip_writes_a_valid_report(ten_second_clip
     probes = [f"random@{e}" for e in tiny_families]
     result = analyze(ten_second_clip, probes, AnalysisOptions(cache=FeatureCache(tmp_path / "cache")))
     assert set(result.probes) == set(probes)
-    paths = write_report(result, tmp_path)
+    paths = write_report(result, tmp_path).paths
     report = json.loads(paths["report"].read_text())
     assert paths["temporal_png"].stat().st_size > 10_000 and len(report["temporal"]) == len(probes) + 1
     assert report["clock"]["n_steps"] == 250 and len(report["step_times"]) == 250

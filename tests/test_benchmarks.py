@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_performance import forward_flops
+from benchmarks.bench_refusals import REFUSAL_LIMIT_MB, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +67,14 @@ def test_forward_flops_counts_the_attention_the_fused_fast_path_hides():
         with fused:
             SelfAttention().forward(x)
     assert fused.get_total_flops() < projections + products
+
+
+def test_refusal_benchmark_refuses_every_bad_input_with_one_line(tmp_path):
+    """Each bad input is refused by a fresh CLI process with exit code 2 and one line naming
+    the file, before any model library loads (so its peak memory stays small)."""
+    rows = measure(runs=1)
+    assert [row["input"] for row in rows] == ["empty file", "text file", "PNG renamed .mp4", "audio-only MP4",
+                                             "truncated MP4", "1×1 video", "--out names an existing file"]
+    for row in rows:
+        assert row["message_ok"], row
+        assert row["peak_rss_mb"] <= REFUSAL_LIMIT_MB, row  # torch alone would take it past 300 MB

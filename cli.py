@@ -87,7 +87,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from models.cache import FeatureCache
     from models.encoders.base import precision_warning
     from models.settings import Settings
-    from models.zoo import DEFAULT_PROBES
+    from models.zoo import DEFAULT_SCORERS
 
     if (note := precision_warning(args.precision)) is not None:
         print(f"warning: {note}", file=sys.stderr)
@@ -96,10 +96,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     options = AnalysisOptions(settings=settings, features=features, cache=None if args.no_cache else FeatureCache())
     bars = StageBars()
     try:
-        result = analyze(args.video, args.probe or list(DEFAULT_PROBES), options, progress=bars)
+        result = analyze(args.video, args.probe or list(DEFAULT_SCORERS), options, progress=bars)
     finally:
         bars.close()
     paths = write_report(result, out, truth, spatial_steps=args.spatial_steps).paths
+    print_verdict(json.loads(paths["report"].read_text())["verdict"])
+    print("raw scores (the paper's):")
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
     if result.fusion:
@@ -110,6 +112,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def print_verdict(verdict: dict) -> None:
+    """The verdict first: label, calibrated P(fake) against its threshold, per modality,
+    segments, the A/V offset and every caveat."""
+    p_fake = "—" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f} (threshold {verdict['threshold']:.3f})"
+    print(f"verdict: {verdict['label'].upper()}   P(fake) = {p_fake}")
+    for name, modality in verdict["modalities"].items():
+        detail = modality.get("reason") or ""
+        if modality.get("p_fake") is not None:
+            detail = f"P(fake) = {modality['p_fake']:.3f} (threshold {modality['threshold']:.3f}) {detail}"
+        if "offset_s" in modality:
+            detail = f"offset {modality['offset_s']:+.2f} s (positive: video lags) {detail}"
+        print(f"  {name:<13} {modality['label']:<10} {detail.strip()}")
+    for segment in verdict["segments"][:10]:
+        print(f"  fake segment {segment['start_s']:.2f}-{segment['end_s']:.2f} s  {segment['modality']:<8} "
+              f"score {segment['score']:.2f}  ({segment['probe']})")
+    for caveat in verdict["caveats"]:
+        print(f"  caveat: {caveat}")
 
 
 def cmd_annotations(args: argparse.Namespace) -> int:
@@ -325,7 +346,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # lazy: each command imports only what it runs (torch, the models, research code)
     from research.generator import generate
 
-    description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"))
+    description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"),
+                           words_range=(args.words[0], args.words[1] + 1))
     print(f"wrote {args.n} clips to {Path(args.out) / args.split}; dataset description {description}")
     return 0
 
@@ -473,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--split", default="train")
     generate.add_argument("--faces", choices=["train", "heldout"], default="train",
                           help="identity group: held-out faces and voices never appear in 'train'")
+    generate.add_argument("--words", type=int, nargs=2, default=[7, 9], metavar=("MIN", "MAX"),
+                          help="words each clip says (default 7 9: about 3 s)")
     generate.set_defaults(run=cmd_generate)
 
     probes = commands.add_parser("probes", help="manage released probes")

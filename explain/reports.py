@@ -12,6 +12,7 @@ from explain.figures import save_figure, temporal_figure
 from explain.spatial import Heatmap, SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal
 from explain.truth import read_truth
+from explain.verdict import build_verdict
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
 from models.probes import safe_name
@@ -35,7 +36,8 @@ def build_report(result: AnalysisResult, truth: dict | None = None,
         truth = read_truth(result.media.path)
     explanations = explain_temporal(result, truth)
     spatial = [explain_spatial(result, pid, k=spatial_steps) for pid in spatial_probes(result)] if spatial_steps else []
-    report = result.to_dict()
+    failed = [e.probe_id for e in spatial if e.sanity and not e.sanity.get("explains_model", True)]
+    report = {"verdict": build_verdict(result, failed).to_dict(), **result.to_dict()}
     report["ground_truth"] = truth
     report["temporal"] = [e.to_dict() for e in explanations]
     report["spatial"] = [e.to_dict() for e in spatial]

@@ -58,16 +58,20 @@ def top_peaks(logits: np.ndarray, k: int = 3, min_gap_steps: int = STEP_RATE // 
     return sorted(chosen)
 
 
-def predicted_segments(probabilities: np.ndarray, threshold: float = 0.5,
-                       min_duration_s: float = 0.2) -> list[Segment]:
-    """Runs of steps with probability above `threshold` lasting at least `min_duration_s`."""
-    above = np.concatenate([[False], np.asarray(probabilities) > threshold, [False]])
+def predicted_segments(probabilities: np.ndarray, threshold: float = 0.5, min_duration_s: float = 0.2,
+                       merge_gap_s: float = 0.0) -> list[Segment]:
+    """Runs of steps with probability above `threshold`, runs separated by at most
+    `merge_gap_s` joined, kept when they last at least `min_duration_s`."""
+    above = np.concatenate([[False], np.asarray(probabilities) >= threshold, [False]])
     edges = np.flatnonzero(np.diff(above.astype(int)))
-    segments = []
+    runs: list[list[int]] = []
     for start, end in zip(edges[0::2], edges[1::2]):
-        if (end - start) / STEP_RATE >= min_duration_s - 1e-9:
-            segments.append((start / STEP_RATE, end / STEP_RATE))
-    return segments
+        if runs and (start - runs[-1][1]) / STEP_RATE <= merge_gap_s + 1e-9:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+    return [(start / STEP_RATE, end / STEP_RATE) for start, end in runs
+            if (end - start) / STEP_RATE >= min_duration_s - 1e-9]
 
 
 def step_labels(segments: list[Segment], n_steps: int) -> np.ndarray:

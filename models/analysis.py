@@ -20,6 +20,7 @@ from models.faces import FACE_WORKERS, FaceTrack, shared_trackers, track_faces
 from models.media import Clip, MediaInfo, decode, inspect_media, log_mel
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.settings import Settings
+from models.sync import SYNC_SCORER_ID, SyncResult, estimate_sync
 from models.timing import SAMPLE_RATE, STEP_RATE
 from models.zoo import load_probe
 
@@ -66,6 +67,7 @@ class AnalysisResult:
     clip: Clip | None = None  # decoded frames and audio, kept for explanations; not serialised
     features: dict[str, np.ndarray] = field(default_factory=dict)  # encoder id → (T × D), not serialised
     options: AnalysisOptions | None = None  # the settings it ran with (explanations reuse them); not serialised
+    sync: SyncResult | None = None  # the audio-visual offset, when the sync scorer ran
 
     def reusable_for(self, video: str | Path, settings: Settings) -> bool:
         """Whether this result decoded `video` (same path and size, same decoding limits) and
@@ -89,6 +91,7 @@ class AnalysisResult:
             "probes": {pid: result.to_dict() for pid, result in self.probes.items()},
             "fusion": ({"probes": list(self.probes), **self.fusion.to_dict()} if self.fusion else None),
             "faces": self.face_track.to_dict() if self.face_track else None,
+            "sync": self.sync.to_dict() if self.sync else None,
             "skipped": self.skipped,
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
@@ -108,7 +111,8 @@ class ExtractedFeatures:
 
 
 def extract_features(video: str | Path, encoder_ids: list[str], options: AnalysisOptions | None = None,
-                     progress: StageProgress = None, previous: AnalysisResult | None = None) -> ExtractedFeatures:
+                     progress: StageProgress = None, previous: AnalysisResult | None = None,
+                     faces_needed: bool = False) -> ExtractedFeatures:
     """Decode `video` once and compute (or read from the cache) the features of every
     encoder in `encoder_ids`; encoders that cannot run on it (no audio) are skipped. A
     `previous` analysis of the same video lends its frames, face track and features, so
@@ -127,7 +131,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}
     runnable = [s for s in specs if s.id not in skipped]
     track = None
-    if any(_needs_faces(s) for s in runnable):
+    if faces_needed or any(_needs_faces(s) for s in runnable):
         start = time.perf_counter()
         same_faces = previous is not None and previous.face_track is not None \
             and previous.options.settings.face_stride == options.settings.face_stride
@@ -152,23 +156,29 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     if not probe_ids:
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
     options = options or AnalysisOptions()
-    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids)]
+    wants_sync = SYNC_SCORER_ID in probe_ids
+    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids) if pid != SYNC_SCORER_ID]
     audio = inspect_media(video, options.settings.limits).has_audio  # refuse bad files before decoding anything
     skipped = {p.id: "no audio track" for p in probes if _needs_audio(get_spec(p.encoder_id)) and not audio}
-    if len(skipped) == len(probes):
+    if wants_sync and not audio:
+        skipped[SYNC_SCORER_ID] = "no audio track"
+    runs_sync = wants_sync and SYNC_SCORER_ID not in skipped
+    runnable = [p for p in probes if p.id not in skipped]
+    if not runnable and not runs_sync:
         raise AnalysisError("none of the chosen probes can run on this clip: "
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
-    runnable = [p for p in probes if p.id not in skipped]
     _check_encoders_can_run([get_spec(p.encoder_id) for p in runnable], options)
-    extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress, previous)
+    extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress, previous,
+                                 faces_needed=runs_sync)
     start = time.perf_counter()
     results = {p.id: _probe_result(p, extracted.features[p.encoder_id]) for p in runnable}
     fusion = fuse([r.scores for r in results.values()]) if len(results) > 1 else None
+    sync = estimate_sync(extracted.clip.audio, extracted.track) if runs_sync else None
     extracted.timings["probes"] = time.perf_counter() - start
     _stage_reporter(progress)("done", 1.0)
     return AnalysisResult(media=extracted.clip.info, probes=results, fusion=fusion, face_track=extracted.track,
                           skipped=skipped, warnings=extracted.warnings, timings=extracted.timings,
-                          clip=extracted.clip, features=extracted.features, options=options)
+                          clip=extracted.clip, features=extracted.features, options=options, sync=sync)
 
 
 def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) -> None:

@@ -39,6 +39,7 @@ FACE_WORKERS = min(2, len(os.sched_getaffinity(0)))  # a mediapipe graph keeps a
 LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
                  78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 
 
 @dataclass
@@ -90,6 +91,9 @@ class FaceTrack:
     frame_width: int
     frame_height: int
     warnings: list[str] = field(default_factory=list)
+    # (T,) inner-lip gap over the eye distance, unsmoothed (lip sync needs its timing); NaN
+    # where no face mesh was found, interpolated between
+    mouth_openings: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -139,6 +143,8 @@ class FaceTrack:
             "mouth_centres": np.round(self.mouth_centres / size[:2], 4).tolist(),
             "detected": self.detected.astype(int).tolist(),
             "confidence": np.round(self.confidence, 3).tolist(),
+            "mouth_openings": (None if self.mouth_openings is None
+                               else [None if np.isnan(v) else round(float(v), 4) for v in self.mouth_openings]),
         }
 
 
@@ -149,6 +155,7 @@ class _Detection:
     eye_distance: float
     angle: float
     score: float
+    opening: float = float("nan")  # inner-lip gap / eye distance; NaN without the face mesh
 
 
 class FaceTracker:
@@ -204,8 +211,10 @@ class FaceTracker:
         lips = landmarks[list(LIP_LANDMARKS)]
         right_eye, left_eye = landmarks[RIGHT_EYE_OUTER], landmarks[LEFT_EYE_OUTER]
         mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
-        return _Detection(mesh_box, lips.mean(0), float(np.linalg.norm(left_eye - right_eye)),
-                          _roll_degrees(right_eye, left_eye), float(best.score[0]))
+        eye_distance = float(np.linalg.norm(left_eye - right_eye))
+        gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
+        return _Detection(mesh_box, lips.mean(0), eye_distance, _roll_degrees(right_eye, left_eye),
+                          float(best.score[0]), gap / max(eye_distance, 1e-6))
 
     def _mesh_landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """468 landmark pixel positions from the mesh run on the face box enlarged ×1.8."""
@@ -283,6 +292,7 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
                  stride: int) -> FaceTrack:
     detected = np.zeros(n_steps, bool)
     confidence = np.zeros(n_steps)
+    openings = np.full(n_steps, np.nan)
     warnings = []
     if not detections:
         side = 0.6 * min(width, height)
@@ -297,13 +307,24 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
         params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
         for step, found in detections.items():
             confidence[step] = found.score
+        openings = _interpolate_gaps(np.array([detections.get(s).opening if s in detections else np.nan
+                                               for s in range(n_steps)]))
         detected = _detected_mask(known, n_steps, stride)
         missing = int((~detected).sum())
         if missing:
             warnings.append(f"no face in {missing} of {n_steps} steps: those steps are interpolated")
     return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], eye_distances=params[:, 6],
                      angles=params[:, 7], detected=detected, confidence=confidence, frame_width=width,
-                     frame_height=height, warnings=warnings)
+                     frame_height=height, warnings=warnings, mouth_openings=openings)
+
+
+def _interpolate_gaps(values: np.ndarray) -> np.ndarray:
+    """NaNs filled linearly from their known neighbours (all NaN stays all NaN)."""
+    known = ~np.isnan(values)
+    if not known.any() or known.all():
+        return values
+    steps = np.arange(len(values))
+    return np.interp(steps, steps[known], values[known])
 
 
 def _detected_mask(known: np.ndarray, n_steps: int, stride: int) -> np.ndarray:

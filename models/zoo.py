@@ -16,8 +16,10 @@ from models.encoders import get_spec, list_encoders
 from models.errors import AnalysisError
 from models.media import file_sha256
 from models.probes import LinearProbe, load_lightning_checkpoint, load_probe_file, random_probe
+from models.sync import SYNC_SCORER_ID
 
-DEFAULT_PROBES = ("demo/audio-selfsplice", "demo/visual-selfblend")  # the offline set the app and CLI start with
+DEFAULT_PROBES = ("demo/audio-selfsplice", "demo/visual-selfblend")  # the offline probes the app and CLI start with
+DEFAULT_SCORERS = (*DEFAULT_PROBES, SYNC_SCORER_ID)  # and the audio-visual sync scorer
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "probes"
 SSR_DFD_BASE = "https://github.com/bit-ml/ssr-dfd/raw/main/linear_probing/checkpoints"

@@ -200,9 +200,11 @@ class ClipPlan:
     segment: tuple[float, float] | None
 
 
-def render_clip(plan: ClipPlan, rng: np.random.Generator, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Frames, audio and per-step manipulated boxes (normalised) of one planned clip."""
-    words = list(rng.choice(WORDS, size=int(rng.integers(7, 10))))
+def render_clip(plan: ClipPlan, rng: np.random.Generator, seed: int,
+                words_range: tuple[int, int] = (7, 10)) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Frames, audio and per-step manipulated boxes (normalised) of one planned clip, whose
+    speech has `words_range` words (lower bound included, upper excluded; about 3 s by default)."""
+    words = list(rng.choice(WORDS, size=int(rng.integers(*words_range))))
     audio = speech(" ".join(words), plan.voice, int(rng.integers(140, 175)), int(rng.integers(35, 70)), seed)
     lead = int(rng.uniform(0.1, 0.5) * SAMPLE_RATE)
     audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32)])
@@ -272,8 +274,9 @@ def plan_clip(index: int, rng: np.random.Generator, faces: list[Face], voices: t
 
 
 def generate(out: str | Path, n: int, seed: int, split: str = "train", faces: str = "train",
-             progress=None) -> Path:
-    """Write `n` clips of split `split` into `out`; returns the dataset description path."""
+             progress=None, words_range: tuple[int, int] = (7, 10)) -> Path:
+    """Write `n` clips of split `split` into `out`; returns the dataset description path.
+    `words_range` sets how much each clip says (the default keeps earlier seeds' bytes)."""
     out = Path(out)
     (out / split).mkdir(parents=True, exist_ok=True)
     bank = identities(faces)
@@ -282,7 +285,7 @@ def generate(out: str | Path, n: int, seed: int, split: str = "train", faces: st
     for index in range(n):
         rng = np.random.default_rng([seed, index])
         plan = plan_clip(index, rng, bank, voices)
-        frames, audio, boxes = render_clip(plan, rng, seed * 100_000 + index)
+        frames, audio, boxes = render_clip(plan, rng, seed * 100_000 + index, words_range)
         name = f"{split}/{index:04d}.mp4"
         write_test_clip(out / name, frames, audio=audio)
         segments = [list(plan.segment)] if plan.segment else []

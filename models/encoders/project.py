@@ -29,6 +29,7 @@ from models.timing import N_MELS
 
 ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
 MEL_FRAMES_PER_STEP = 4  # 100 Hz mel frames → 25 Hz steps
+EDGE_STEPS = 8  # steps of mirrored context added at each end of the audio encoder's input
 
 
 def weights_path(spec: EncoderSpec, weights: str | None) -> Path:
@@ -146,6 +147,17 @@ class SpliceNet(nn.Module):
         return self.gru(self.conv(mel).transpose(1, 2))[0]
 
 
+def edge_padded(mel: np.ndarray) -> np.ndarray:
+    """The spectrogram with EDGE_STEPS steps of its own frames mirrored onto each end. At a
+    bare end the convolutions read zero padding and the backward GRU starts cold: the last
+    step's logit rose by 1.2-1.4 on every demo clip (version 1 features); mirrored context
+    gives the end steps what the middle ones see."""
+    frames = EDGE_STEPS * MEL_FRAMES_PER_STEP
+    if mel.shape[1] <= frames:
+        return np.pad(mel, ((0, 0), (frames, frames)), mode="symmetric")
+    return np.pad(mel, ((0, 0), (frames, frames)), mode="reflect")
+
+
 def splice_net_input(audio: np.ndarray) -> np.ndarray:
     """(N_MELS, frames) log-mel in dB relative to the clip's peak, scaled to about unit range."""
     return ((log_mel(audio) + 40.0) / 40.0).astype(np.float32)
@@ -164,8 +176,8 @@ class SelfSpliceEncoder(Encoder):
 
     @torch.inference_mode()
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
-        mel = torch.from_numpy(splice_net_input(inputs.audio))[None]
-        features = self.network(mel)[0].numpy()
+        mel = torch.from_numpy(edge_padded(splice_net_input(inputs.audio)))[None]
+        features = self.network(mel)[0].numpy()[EDGE_STEPS:]
         if progress:
             progress(1.0)
         return fit_steps(features, inputs.n_steps)

@@ -1,0 +1,214 @@
+"""The verdict: what one analysis says about its video, with how far to trust it.
+
+Every trained probe's length-robust score goes through its card's calibration
+(`models.calibration`); its steps above the threshold make fake segments. Probes are
+grouped by modality (audio; visual: face, lip and frame encoders; audio-visual), the sync
+scorer adds the offset between mouth and speech. The clip is
+
+- `fake` when a modality calls it fake (a video is fake if any part of it is),
+- `real` when every modality that should be checked calls it real with a margin,
+- `uncertain` otherwise: a score within UNCERTAIN_MARGIN of its threshold, probes of one
+  modality on both sides of it, input outside what the probes were trained on (face too
+  small or not found, audio too short or missing), or only baselines ran.
+
+Random-init encoders and untrained heads are baselines: they are reported, never counted.
+Caveats say what the verdict rests on (synthetic training data, no calibration, a failed
+sanity check, out-of-distribution input).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from explain.temporal import predicted_segments
+from models.analysis import AnalysisResult, ProbeResult
+from models.calibration import CalibratedScores, Calibration, calibrate
+from models.encoders import get_spec
+from models.timing import SAMPLES_PER_STEP, STEP_RATE
+
+UNCERTAIN_MARGIN = 0.1  # calibrated probabilities this close to the threshold decide nothing
+MIN_SEGMENT_S = 0.2
+MERGE_GAP_S = 0.2
+MIN_FACE_PX = 48  # median face height in source pixels below which visual probes are out of their depth
+MIN_FACE_FOUND = 0.5  # share of steps with a detected face
+MIN_SPEECH_S = 1.0  # voiced audio below which audio probes are out of their depth
+SPEECH_DB = 35.0  # a step is voiced within this many dB of the loudest
+MODALITY_GROUPS = {"audio": "audio", "face": "visual", "lips": "visual", "frame": "visual",
+                   "audio-visual": "audio-visual"}
+
+
+@dataclass
+class ProbeVerdict:
+    probe_id: str
+    group: str
+    calibrated: CalibratedScores
+    baseline: bool  # random-init encoder or untrained head: shown, never counted
+    synthetic: bool  # trained on synthetic data
+
+    def to_dict(self) -> dict:
+        cal = self.calibrated
+        return {"probe": self.probe_id, "modality": self.group, "baseline": self.baseline,
+                "clip_score": round(cal.clip_score, 6), "p_fake": round(cal.p_fake, 6),
+                "threshold": cal.calibration.threshold, "calibrated": cal.calibration.fitted,
+                "calibration": cal.calibration.method,
+                "step_probabilities": [round(float(p), 6) for p in cal.step_probabilities]}
+
+
+@dataclass
+class Verdict:
+    label: str
+    p_fake: float | None
+    threshold: float | None
+    modalities: dict[str, dict]
+    segments: list[dict]
+    av_offset_s: float | None
+    caveats: list[str]
+    probes: list[ProbeVerdict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "p_fake": None if self.p_fake is None else round(self.p_fake, 6),
+                "threshold": self.threshold, "modalities": self.modalities, "segments": self.segments,
+                "av_offset_s": self.av_offset_s, "caveats": self.caveats,
+                "probes": [p.to_dict() for p in self.probes]}
+
+
+def is_baseline(probe: ProbeResult) -> bool:
+    """Random-init encoder or untrained (random) head."""
+    return get_spec(probe.encoder_id).source == "random" or probe.card.get("source") == "random" \
+        or str(probe.card.get("training_data", "")) == "none"
+
+
+def probe_verdict(probe: ProbeResult) -> ProbeVerdict:
+    calibrated = calibrate(probe.scores.logits, Calibration.from_card(probe.card))
+    return ProbeVerdict(probe.probe_id, MODALITY_GROUPS.get(probe.modality, probe.modality), calibrated,
+                        is_baseline(probe), bool(probe.card.get("synthetic")))
+
+
+def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None) -> Verdict:
+    """The verdict of one analysis; `sanity_failed` names probes whose maps failed the sanity check."""
+    verdicts = [probe_verdict(p) for p in result.probes.values()]
+    counted = [v for v in verdicts if not v.baseline]
+    caveats: list[str] = []
+    out_of_range = out_of_distribution(result)
+    modalities = {group: _modality(group, [v for v in counted if v.group == group], out_of_range.get(group))
+                  for group in dict.fromkeys(v.group for v in counted)}
+    for group, why in out_of_range.items():
+        caveats.append(f"{group}: {why}")
+        if group not in modalities and group != "visual":
+            modalities[group] = {"label": "uncertain", "p_fake": None, "threshold": None, "probes": [],
+                                 "reason": why}
+    if result.sync is not None or "sync/mouth-audio" in result.skipped:
+        modalities["sync"] = _sync_modality(result)
+    baselines = [v.probe_id for v in verdicts if v.baseline]
+    if baselines:
+        caveats.append("baselines not counted in the verdict (random-init encoder or untrained head): "
+                       + ", ".join(baselines))
+    if any(v.synthetic for v in counted):
+        caveats.append("trained on synthetic manipulations only ("
+                       + ", ".join(v.probe_id for v in counted if v.synthetic)
+                       + "): not evidence about real-world deepfakes")
+    if any(not v.calibrated.calibration.fitted for v in counted):
+        caveats.append("not calibrated (" + ", ".join(v.probe_id for v in counted if not v.calibrated.calibration.fitted)
+                       + "): P(fake) uses the paper's mapping of the length-robust score")
+    for probe_id in sanity_failed or []:
+        caveats.append(f"{probe_id}: its heatmaps failed the sanity check: this map does not depend on the model")
+    label = _overall_label(modalities, counted)
+    if not counted:
+        caveats.append("only baselines ran: nothing here can call the clip real or fake")
+    scored = [(m["p_fake"], m["threshold"]) for g, m in modalities.items() if g != "sync" and m.get("p_fake") is not None]
+    p_fake, threshold = max(scored, key=lambda pair: pair[0] - pair[1]) if scored else (None, None)
+    return Verdict(label, p_fake, threshold, modalities, _segments(counted),
+                   round(result.sync.offset_s, 4) if result.sync is not None and result.sync.reliable else None,
+                   caveats, verdicts)
+
+
+def _modality(group: str, verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
+    """One modality's verdict from its counted probes."""
+    probabilities = [v.calibrated.p_fake for v in verdicts]
+    thresholds = [v.calibrated.calibration.threshold for v in verdicts]
+    p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
+    above = [p - t >= UNCERTAIN_MARGIN for p, t in zip(probabilities, thresholds)]
+    below = [t - p >= UNCERTAIN_MARGIN for p, t in zip(probabilities, thresholds)]
+    if any(above) and any(below):
+        label, reason = "uncertain", "its probes disagree"
+    elif all(above):
+        label, reason = "fake", None
+    elif all(below) and out_of_range is None:
+        label, reason = "real", None
+    else:
+        label, reason = "uncertain", out_of_range or f"within {UNCERTAIN_MARGIN} of the threshold"
+    entry = {"label": label, "p_fake": round(p_fake, 6), "threshold": round(threshold, 6),
+             "probes": [v.probe_id for v in verdicts]}
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def _sync_modality(result: AnalysisResult) -> dict:
+    sync = result.sync
+    if sync is None:
+        return {"label": "uncertain", "reason": result.skipped.get("sync/mouth-audio", "did not run")}
+    if not sync.reliable:
+        return {"label": "uncertain", "reason": "too short, or no mouth movement to follow",
+                "offset_s": round(sync.offset_s, 4)}
+    return {"label": "fake" if sync.flagged else "real", "offset_s": round(sync.offset_s, 4),
+            "margin": round(sync.margin, 4), "flagged": sync.flagged}
+
+
+def _overall_label(modalities: dict[str, dict], counted: list[ProbeVerdict]) -> str:
+    labels = [m["label"] for m in modalities.values()]
+    if "fake" in labels:
+        return "fake"
+    if not counted or "uncertain" in labels or not labels:
+        return "uncertain"
+    return "real"
+
+
+def _segments(verdicts: list[ProbeVerdict]) -> list[dict]:
+    """Runs of steps above each counted probe's threshold (at least MIN_SEGMENT_S, gaps up to
+    MERGE_GAP_S merged), scored by their mean calibrated probability, highest first."""
+    segments = []
+    for verdict in verdicts:
+        probabilities = verdict.calibrated.step_probabilities
+        for start, end in predicted_segments(probabilities, verdict.calibrated.calibration.threshold,
+                                             MIN_SEGMENT_S, MERGE_GAP_S):
+            steps = probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]
+            segments.append({"start_s": round(start, 4), "end_s": round(end, 4), "modality": verdict.group,
+                             "probe": verdict.probe_id, "score": round(float(np.mean(steps)), 6)})
+    return sorted(segments, key=lambda s: -s["score"])
+
+
+def out_of_distribution(result: AnalysisResult) -> dict[str, str]:
+    """Per modality group, why the input lies outside what the probes were trained on."""
+    reasons = {}
+    groups = {MODALITY_GROUPS.get(p.modality, p.modality) for p in result.probes.values()}
+    track = result.face_track
+    if track is not None and groups & {"visual", "audio-visual"}:
+        scale = result.media.height / max(1, track.frame_height)
+        heights = (track.face_boxes[:, 3] - track.face_boxes[:, 1]) * scale
+        if track.found_fraction < MIN_FACE_FOUND:
+            reasons["visual"] = f"a face was found in only {100 * track.found_fraction:.0f} % of the steps"
+        elif float(np.median(heights)) < MIN_FACE_PX:
+            reasons["visual"] = (f"the face is {np.median(heights):.0f} px high, too small to judge "
+                                 f"(at least {MIN_FACE_PX} px)")
+    audio = result.clip.audio if result.clip is not None else None
+    wanted_audio = bool(groups & {"audio", "audio-visual"}) or any(
+        why == "no audio track" for why in result.skipped.values())
+    if wanted_audio:
+        if audio is None or not result.media.has_audio:
+            reasons["audio"] = "the clip has no audio track: the audio was not checked"
+        elif (voiced := voiced_seconds(audio)) < MIN_SPEECH_S:
+            reasons["audio"] = f"only {voiced:.1f} s of sound: too short to judge (at least {MIN_SPEECH_S:g} s)"
+    return reasons
+
+
+def voiced_seconds(audio: np.ndarray) -> float:
+    """Seconds of steps within SPEECH_DB of the loudest step."""
+    steps = len(audio) // SAMPLES_PER_STEP
+    if steps == 0:
+        return 0.0
+    energy = (audio[:steps * SAMPLES_PER_STEP].astype(np.float64).reshape(steps, SAMPLES_PER_STEP) ** 2).mean(1)
+    if energy.max() <= 0:
+        return 0.0
+    return float((10 * np.log10(energy / energy.max() + 1e-12) > -SPEECH_DB).sum() / STEP_RATE)

@@ -328,6 +328,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    # lazy: each command imports only what it runs (torch, the models, research code)
+    from research.workflows import calibrate, store_calibration
+
+    calibration = calibrate(args.data, args.probe, args.split, _source(args), args.target, args.seed)
+    print(json.dumps(calibration.to_card(), indent=1))
+    if args.into_card:
+        print(f"stored the calibration in {store_calibration(args.into_card, calibration)}")
+    return 0
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     # lazy: each command imports only what it runs (torch, the models, research code)
     from research.pretext import PretextConfig, pretrain
@@ -475,6 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the measured figures into the probe cards (NAME.json) given with --probe")
     evaluate.add_argument("--out", required=True)
     evaluate.set_defaults(run=cmd_evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="fit a probe's verdict calibration on a validation split")
+    _add_data_options(calibrate, many=False, target=True)
+    calibrate.add_argument("--probe", required=True, help="probe id or probe card")
+    calibrate.add_argument("--split", default="val")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the chained validation sequences")
+    calibrate.add_argument("--into-card", metavar="CARD", help="store it in this probe card (NAME.json)")
+    calibrate.set_defaults(run=cmd_calibrate)
 
     pretrain = commands.add_parser("pretrain", help="self-supervised pretraining of this project's own encoders")
     pretrain.add_argument("encoder", help="selfblend-cnn (face crops) or selfsplice-gru (speech)")

@@ -7,8 +7,8 @@ scorer adds the offset between mouth and speech. The clip is
 
 - `fake` when a modality calls it fake (a video is fake if any part of it is),
 - `real` when every modality that should be checked calls it real with a margin,
-- `uncertain` otherwise: a score within UNCERTAIN_MARGIN of its threshold, probes of one
-  modality on both sides of it, input outside what the probes were trained on (face too
+- `uncertain` otherwise: a score under its threshold by less than UNCERTAIN_LOG_ODDS (a
+  factor e in the odds), probes of one modality on both sides of it, input outside what the probes were trained on (face too
   small or not found, audio too short or missing), or only baselines ran.
 
 Random-init encoders and untrained heads are baselines: they are reported, never counted.
@@ -27,7 +27,7 @@ from models.calibration import CalibratedScores, Calibration, calibrate
 from models.encoders import get_spec
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
-UNCERTAIN_MARGIN = 0.1  # calibrated probabilities this close to the threshold decide nothing
+UNCERTAIN_LOG_ODDS = 1.0  # below the threshold by less than this in log-odds: too close to call real
 MIN_SEGMENT_S = 0.2
 MERGE_GAP_S = 0.2
 MIN_FACE_PX = 48  # median face height in source pixels below which visual probes are out of their depth
@@ -50,7 +50,8 @@ class ProbeVerdict:
         cal = self.calibrated
         return {"probe": self.probe_id, "modality": self.group, "baseline": self.baseline,
                 "clip_score": round(cal.clip_score, 6), "p_fake": round(cal.p_fake, 6),
-                "threshold": cal.calibration.threshold, "calibrated": cal.calibration.fitted,
+                "threshold": cal.calibration.threshold, "step_threshold": cal.calibration.step_threshold,
+                "calibrated": cal.calibration.fitted,
                 "calibration": cal.calibration.method,
                 "step_probabilities": [round(float(p), 6) for p in cal.step_probabilities]}
 
@@ -128,8 +129,8 @@ def _modality(group: str, verdicts: list[ProbeVerdict], out_of_range: str | None
     probabilities = [v.calibrated.p_fake for v in verdicts]
     thresholds = [v.calibrated.calibration.threshold for v in verdicts]
     p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
-    above = [p - t >= UNCERTAIN_MARGIN for p, t in zip(probabilities, thresholds)]
-    below = [t - p >= UNCERTAIN_MARGIN for p, t in zip(probabilities, thresholds)]
+    above = [p >= t for p, t in zip(probabilities, thresholds)]
+    below = [_log_odds(t) - _log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
     if any(above) and any(below):
         label, reason = "uncertain", "its probes disagree"
     elif all(above):
@@ -137,12 +138,17 @@ def _modality(group: str, verdicts: list[ProbeVerdict], out_of_range: str | None
     elif all(below) and out_of_range is None:
         label, reason = "real", None
     else:
-        label, reason = "uncertain", out_of_range or f"within {UNCERTAIN_MARGIN} of the threshold"
+        label, reason = "uncertain", out_of_range or "just under the threshold"
     entry = {"label": label, "p_fake": round(p_fake, 6), "threshold": round(threshold, 6),
              "probes": [v.probe_id for v in verdicts]}
     if reason:
         entry["reason"] = reason
     return entry
+
+
+def _log_odds(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return float(np.log(p / (1 - p)))
 
 
 def _sync_modality(result: AnalysisResult) -> dict:
@@ -171,7 +177,7 @@ def _segments(verdicts: list[ProbeVerdict]) -> list[dict]:
     segments = []
     for verdict in verdicts:
         probabilities = verdict.calibrated.step_probabilities
-        for start, end in predicted_segments(probabilities, verdict.calibrated.calibration.threshold,
+        for start, end in predicted_segments(probabilities, verdict.calibrated.calibration.step_threshold,
                                              MIN_SEGMENT_S, MERGE_GAP_S):
             steps = probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]
             segments.append({"start_s": round(start, 4), "end_s": round(end, 4), "modality": verdict.group,

@@ -5,8 +5,8 @@ T, so the same evidence reads as more fake in a longer clip. The clip score here
 log-mean-exp, S − log T, which does not move when a clip is repeated; a Platt mapping
 sigmoid(scale · score + shift), fitted on a validation set whose sequences span 2-120 s
 (`research/calibration.py`), turns it into a probability, and the card's threshold
-decides fake. A single step is a one-step clip, so its calibrated probability is the
-same mapping of s_t. Probes whose card carries no fitted calibration (released
+decides fake. Steps get their own Platt mapping of s_t, fitted on step labels, and a
+step threshold for fake segments. Probes whose card carries no fitted calibration (released
 checkpoints, probes trained before this existed) get the paper's own mapping of the
 length-robust score, sigmoid(2 · score), with threshold 0.5, and say so.
 """
@@ -32,6 +32,10 @@ class Calibration:
     method: str = UNCALIBRATED_METHOD
     fitted: bool = False
     fit_on: dict = field(default_factory=dict)  # what it was fitted on (data, lengths, counts, rates)
+    # steps have their own mapping of s_t, fitted on step labels, and threshold for segments
+    step_scale: float = 2.0
+    step_shift: float = 0.0
+    step_threshold: float = 0.5
 
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
@@ -39,13 +43,18 @@ class Calibration:
         if not isinstance(entry, dict):
             return cls()
         return cls(float(entry["scale"]), float(entry["shift"]), float(entry["threshold"]),
-                   str(entry.get("method", "platt")), bool(entry.get("fitted", True)), dict(entry.get("fit_on", {})))
+                   str(entry.get("method", "platt")), bool(entry.get("fitted", True)), dict(entry.get("fit_on", {})),
+                   float(entry.get("step_scale", 2.0)), float(entry.get("step_shift", 0.0)),
+                   float(entry.get("step_threshold", 0.5)))
 
     def to_card(self) -> dict:
         return asdict(self)
 
     def probability(self, score: np.ndarray | float) -> np.ndarray:
         return sigmoid(self.scale * np.asarray(score, np.float64) + self.shift)
+
+    def step_probability(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(self.step_scale * np.asarray(logits, np.float64) + self.step_shift)
 
 
 def clip_score(logits: np.ndarray) -> float:
@@ -69,5 +78,5 @@ class CalibratedScores:
 
 def calibrate(logits: np.ndarray, calibration: Calibration) -> CalibratedScores:
     score = clip_score(logits)
-    return CalibratedScores(score, float(calibration.probability(score)), calibration.probability(logits),
+    return CalibratedScores(score, float(calibration.probability(score)), calibration.step_probability(logits),
                             calibration)

@@ -1,7 +1,9 @@
 """Evaluation of probes and anomaly scorers on labelled test sets: video-level AUC / AP,
 the train-set × test-set AUC matrix (the paper's Table 2), frame-level localisation
-(pooled over all steps and averaged per video), late fusion (mean probability) and the
-Pearson correlation of the scorers' predictions; written as CSV, JSON and plots."""
+(pooled over all steps and averaged per video), segment localisation as the
+AV-Deepfake1M challenge scores it (AP@IoU, AR@N; proposals written in its format), late
+fusion (mean probability) and the Pearson correlation of the scorers' predictions;
+written as CSV, JSON and plots."""
 from __future__ import annotations
 
 import csv
@@ -15,11 +17,17 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from explain.figures import save_figure
-from explain.temporal import localisation_metrics, step_labels, truth_for_modality
+from explain.temporal import localisation_metrics, predicted_segments, step_labels, truth_for_modality
 from models.cache import atomic_write
+from models.calibration import Calibration, calibrate
 from models.encoders import get_spec
-from models.probes import ProbeScores
+from models.probes import ProbeScores, safe_name
+from models.timing import STEP_RATE
 from research.datasets import Record
+
+PROPOSAL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+AP_IOUS = (0.5, 0.75, 0.9, 0.95)
+AR_COUNTS = (50, 20, 10, 5)
 
 
 class Scorer(Protocol):
@@ -53,6 +61,8 @@ class Predictions:
     p_fake: list[float] = field(default_factory=list)
     step_logits: list[np.ndarray] = field(default_factory=list)
     step_truth: list[np.ndarray | None] = field(default_factory=list)
+    segment_truth: list[list | None] = field(default_factory=list)  # the modality's fake segments (s)
+    proposals: list[list[list[float]]] = field(default_factory=list)  # [[score, start_s, end_s], ...] per video
     missing: list[str] = field(default_factory=list)
 
     def prediction(self) -> np.ndarray:
@@ -94,7 +104,79 @@ def predict(scorer: Scorer, records: list[Record], test_set: str, features_for: 
         out.step_logits.append(scores.logits)
         truth = truth_for_modality(record.truth(), modality)
         out.step_truth.append(step_labels(truth, len(scores.logits)) if truth is not None else None)
+        out.segment_truth.append(truth)
+        calibration = Calibration.from_card(scorer.card)
+        out.proposals.append(segment_proposals(calibrate(scores.logits, calibration).step_probabilities))
     return out
+
+
+def segment_proposals(step_probabilities: np.ndarray, levels: tuple[float, ...] = PROPOSAL_LEVELS) -> list:
+    """Candidate fake segments [[score, start_s, end_s], ...], best first: the runs above
+    each of several probability levels (at least 0.2 s, gaps up to 0.2 s merged), scored by
+    their mean step probability, duplicates removed."""
+    found = {}
+    for level in levels:
+        for start, end in predicted_segments(step_probabilities, level, 0.2, 0.2):
+            steps = step_probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]
+            found[(round(start, 4), round(end, 4))] = round(float(np.mean(steps)), 6)
+    return sorted(([score, start, end] for (start, end), score in found.items()), key=lambda p: -p[0])
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def segment_metrics(proposals: list[list], truths: list[list | None]) -> dict | None:
+    """AV-Deepfake1M-style temporal localisation over a test set's videos: AP at each IoU of
+    AP_IOUS (all proposals of all videos ranked by score; a proposal is a hit when it
+    overlaps a not yet matched true segment of its video by at least that IoU), and AR@N,
+    the share of true segments found by a video's N best proposals, averaged over AP_IOUS.
+    None when the set has no true segments."""
+    pairs = [(p, t) for p, t in zip(proposals, truths) if t is not None]
+    total = sum(len(t) for _, t in pairs)
+    if total == 0:
+        return None
+    ranked = sorted(((score, start, end, video) for video, (props, _) in enumerate(pairs)
+                     for score, start, end in props), key=lambda r: -r[0])
+    ap = {}
+    for threshold in AP_IOUS:
+        matched: set[tuple[int, int]] = set()
+        hits = []
+        for _, start, end, video in ranked:
+            candidates = [(_iou((start, end), tuple(seg)), index) for index, seg in enumerate(pairs[video][1])
+                          if (video, index) not in matched]
+            best = max(candidates, default=(0.0, -1))
+            hit = best[0] >= threshold
+            if hit:
+                matched.add((video, best[1]))
+            hits.append(hit)
+        hits = np.array(hits, bool)
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1) if len(hits) else np.array([])
+        recall = np.cumsum(hits) / total if len(hits) else np.array([])
+        ap[str(threshold)] = round(_interpolated_ap(precision, recall), 4)
+    ar = {}
+    for n in AR_COUNTS:
+        recalls = []
+        for threshold in AP_IOUS:
+            found = sum(sum(any(_iou((s, e), tuple(seg)) >= threshold for _, s, e in props[:n]) for seg in truth)
+                        for props, truth in pairs)
+            recalls.append(found / total)
+        ar[str(n)] = round(float(np.mean(recalls)), 4)
+    return {"true_segments": total, "videos": len(pairs), "ap": ap, "ar": ar}
+
+
+def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Area under the precision-recall curve with precision made non-increasing (VOC style)."""
+    if not len(precision):
+        return 0.0
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    recall = np.concatenate([[0.0], recall, [recall[-1]]])
+    for index in range(len(precision) - 2, -1, -1):
+        precision[index] = max(precision[index], precision[index + 1])
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
 def evaluate(scorers: list[Scorer], test_sets: dict[str, list[Record]], features_for: FeatureLookup) -> dict:
@@ -106,6 +188,7 @@ def evaluate(scorers: list[Scorer], test_sets: dict[str, list[Record]], features
         entry = {"scorer": scorer_id, "test_set": test_set, **video_metrics(pred.labels, pred.video_scores),
                  "missing_features": len(pred.missing)}
         entry["localisation"] = fake_clip_localisation(pred.step_logits, pred.step_truth)
+        entry["segments"] = segment_metrics(pred.proposals, pred.segment_truth)
         results.append(entry)
     matrix = {s.id: {"train_set": train_set_of(s), **{name: _auc(results, s.id, name) for name in test_sets}}
               for s in scorers}
@@ -187,6 +270,10 @@ def write_evaluation(report: dict, out_dir: str | Path) -> dict[str, Path]:
                     writer.writerow([pred.scorer, pred.test_set, *row])
 
     paths["matrix"] = atomic_write(out_dir / "matrix.csv", write_matrix)
+    for pred in predictions.values():  # the AV-Deepfake1M challenge's localisation format, per scorer and set
+        name = f"segments_{safe_name(pred.scorer)}_{safe_name(pred.test_set)}"
+        by_file = {Path(path).name: proposals for path, proposals in zip(pred.paths, pred.proposals)}
+        paths[name] = atomic_write(out_dir / f"{name}.json", lambda tmp, data=by_file: tmp.write_text(json.dumps(data)))
     paths["predictions"] = atomic_write(out_dir / "predictions.csv", write_predictions)
     paths.update(_plots(report, predictions, out_dir))
     return paths

@@ -8,12 +8,14 @@ from typing import Callable
 import numpy as np
 
 from models.cache import FeatureCache, atomic_write
+from models.calibration import Calibration
 from models.encoders import get_spec
 from models.errors import AnalysisError
 from models.probes import LinearProbe, save_probe
 from models.settings import Settings
 from models.zoo import load_probe
 from research.anomaly import NextStepConfig, load_scorer, save_scorer, train_av_sync, train_next_step
+from research.calibration import fit_calibration
 from research.datasets import DatasetSpec, Record, load_dataset_spec
 from research.evaluation import evaluate as run_evaluation
 from research.evaluation import video_metrics, write_evaluation
@@ -122,6 +124,10 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
 
     scores = [probe.score(x).video_score for x, _, _ in val_set]
     probe.card["metrics"] = {"val": video_metrics([y for _, y, _ in val_set], scores)}
+    val_clips = [(probe.step_logits(x), y, segments_for(record, target)) for x, y, record in val_set]
+    if {y for _, y, _ in val_clips} == {0, 1}:  # the verdict's calibration, fitted on the same validation split
+        probe.card["calibration"] = fit_calibration(val_clips, {"dataset": spec.name, "split": "val",
+                                                                "target": target}).to_card()
     return save_probe(probe, out_dir), probe
 
 
@@ -143,12 +149,38 @@ SYNTHETIC_WARNING = "trained on synthetic manipulations; not a real-world detect
 
 def record_in_card(card_path: str | Path, key: str, figures) -> Path:
     """Store measured figures under metrics[key] of a probe card file, atomically."""
+    return _update_card(card_path, lambda card: card.setdefault("metrics", {}).__setitem__(key, figures))
+
+
+def _update_card(card_path: str | Path, change) -> Path:
+    """Apply `change` to the card in a NAME.json file and write it back atomically."""
     path = Path(card_path)
     if path.suffix != ".json" or not path.exists():
         raise AnalysisError("measured figures go into a probe card given as a NAME.json file.", path=card_path)
     card = json.loads(path.read_text())
-    card.setdefault("metrics", {})[key] = figures
+    change(card)
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+
+
+def segments_for(record: Record, target: str) -> list:
+    """The fake segments of a record that a probe of `target` should find."""
+    chosen = {"audio": record.audio_fake_segments, "visual": record.visual_fake_segments}.get(target)
+    return list(chosen if chosen is not None else record.fake_segments or [])
+
+
+def calibrate(data: str, probe_ref: str, split: str = "val", source: FeatureSource | None = None,
+              target: str = "any", seed: int = 0) -> Calibration:
+    """Fit a probe's calibration on one split of a dataset (labels by `target`)."""
+    probe = load_probe(probe_ref)
+    spec = load_dataset_spec(data)
+    items = labelled_features(spec, split, probe.encoder_id, source or FeatureSource(), target)
+    clips = [(probe.step_logits(x), y, segments_for(record, target)) for x, y, record in items]
+    return fit_calibration(clips, {"dataset": spec.name, "split": split, "target": target})
+
+
+def store_calibration(card_path: str | Path, calibration: Calibration) -> Path:
+    """Write a calibration into a probe card file (NAME.json)."""
+    return _update_card(card_path, lambda card: card.__setitem__("calibration", calibration.to_card()))
 
 
 def record_in_cards(scorer_refs: list[str], report: dict) -> list[Path]:

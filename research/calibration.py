@@ -1,0 +1,131 @@
+"""Fitting a probe's calibration (models/calibration.py) on a validation split.
+
+Validation clips are short (a few seconds), while users bring clips from seconds to
+minutes. So the fit sees sequences of every length in CALIBRATION_LENGTHS_S, built from
+the validation clips' own step logits: a real sequence chains real clips; a fake one
+chains real clips around one fake clip kept whole (so a 2-minute fake holds a
+manipulation of under a second, as long real-world clips do); sequences shorter than a
+clip are cut from one clip, around its fake segment when it has one. A linear probe
+scores each step on its own, so chaining step logits is chaining the clips (apart from
+the encoder's context at the joins). A Platt mapping of the length-robust score is fitted
+by logistic regression, and the threshold is the lowest that calls at most
+TARGET_FALSE_FAKE of the real validation sequences of every length fake (never below 0.5).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from explain.temporal import predicted_segments, step_labels
+from explain.verdict import MERGE_GAP_S, MIN_SEGMENT_S
+from models.calibration import Calibration, calibrate, clip_score
+from models.probes import sigmoid
+from models.timing import STEP_RATE
+
+CALIBRATION_LENGTHS_S = (2, 5, 10, 30, 60, 120)
+SEQUENCES_PER_LENGTH = 40  # of each class
+TARGET_FALSE_FAKE = 0.05
+
+
+def chained_sequences(clips: list[tuple[np.ndarray, int, list]], length_s: float, count: int,
+                      rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """`count` real and `count` fake step-logit sequences of `length_s` seconds from
+    (logits, label, fake segments in seconds) validation clips."""
+    steps = max(1, int(round(length_s * STEP_RATE)))
+    reals = [c for c in clips if c[1] == 0]
+    fakes = [c for c in clips if c[1] == 1]
+    if not reals or not fakes:
+        raise ValueError("calibration needs real and fake validation clips")
+    out = []
+    for _ in range(count):
+        out.append((_real_sequence(reals, steps, rng), 0))
+        out.append((_fake_sequence(reals, fakes[int(rng.integers(len(fakes)))], steps, rng), 1))
+    return out
+
+
+def _real_sequence(reals: list, steps: int, rng: np.random.Generator) -> np.ndarray:
+    parts, total = [], 0
+    while total < steps:
+        logits = reals[int(rng.integers(len(reals)))][0]
+        parts.append(logits)
+        total += len(logits)
+    chained = np.concatenate(parts)
+    start = int(rng.integers(0, len(chained) - steps + 1))
+    return chained[start:start + steps]
+
+
+def _fake_sequence(reals: list, fake: tuple, steps: int, rng: np.random.Generator) -> np.ndarray:
+    logits, _, segments = fake
+    if steps <= len(logits):  # a crop of the fake clip around its (first) fake segment
+        centre = int(np.mean(segments[0]) * STEP_RATE) if segments else len(logits) // 2
+        start = int(np.clip(centre - steps // 2, 0, len(logits) - steps))
+        return logits[start:start + steps]
+    before = _real_sequence(reals, steps, rng)[: int(rng.integers(0, steps - len(logits) + 1))]
+    after = _real_sequence(reals, steps, rng)[: steps - len(logits) - len(before)]
+    return np.concatenate([before, logits, after])
+
+
+def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict, seed: int = 0,
+                    lengths_s: tuple[float, ...] = CALIBRATION_LENGTHS_S,
+                    per_length: int = SEQUENCES_PER_LENGTH) -> Calibration:
+    """The Platt mapping and threshold from validation clips, with what they were fitted on
+    and the validation false-fake and detection rates per length at that threshold."""
+    rng = np.random.default_rng(seed)
+    sequences = {length: chained_sequences(clips, length, per_length, rng) for length in lengths_s}
+    scores = np.array([clip_score(s) for group in sequences.values() for s, _ in group])
+    labels = np.array([y for group in sequences.values() for _, y in group])
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(scores[:, None], labels)
+    provisional = Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]), 0.5, "platt", True)
+    lengths = np.array([length for length, group in sequences.items() for _ in group])
+    threshold = max([0.5] + [_lowest_threshold(provisional.probability(scores[(labels == 0) & (lengths == length)]),
+                                               TARGET_FALSE_FAKE) for length in lengths_s])
+    calibration = Calibration(provisional.scale, provisional.shift, round(threshold, 6),
+                              "platt on the log-mean-exp clip score", True)
+    rates = {}
+    for length, group in sequences.items():
+        p = np.array([calibrate(s, calibration).p_fake for s, _ in group])
+        y = np.array([label for _, label in group])
+        rates[f"{length:g}s"] = {"false_fake": round(float((p[y == 0] >= threshold).mean()), 4),
+                                 "detected": round(float((p[y == 1] >= threshold).mean()), 4)}
+    step_scale, step_shift, step_threshold, step_rates = _fit_steps(clips)
+    fit_on = {**description, "steps": step_rates, "lengths_s": list(lengths_s), "sequences_per_length_and_class": per_length,
+              "clips": {"real": int(sum(1 for c in clips if c[1] == 0)), "fake": int(sum(1 for c in clips if c[1] == 1))},
+              "target_false_fake": TARGET_FALSE_FAKE, "validation_rates": rates, "seed": seed}
+    return Calibration(calibration.scale, calibration.shift, calibration.threshold, calibration.method, True, fit_on,
+                       step_scale, step_shift, step_threshold)
+
+
+def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float, float, dict]:
+    """A Platt mapping of step logits fitted on step labels (inside a fake segment or not),
+    and the lowest step threshold (never below 0.5) at which at most TARGET_FALSE_FAKE of
+    the real validation clips show a fake segment."""
+    logits = np.concatenate([c[0] for c in clips])
+    labels = np.concatenate([step_labels([tuple(s) for s in c[2]], len(c[0])) if c[1] else np.zeros(len(c[0]))
+                             for c in clips])
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(logits[:, None], labels.astype(int))
+    scale, shift = float(model.coef_[0, 0]), float(model.intercept_[0])
+    reals = [sigmoid(scale * c[0] + shift) for c in clips if c[1] == 0]
+    peaks = np.array([_segment_peak(p) for p in reals])  # the level at which each real clip shows a segment
+    threshold = max(0.5, _lowest_threshold(peaks, TARGET_FALSE_FAKE))
+    fakes = [(sigmoid(scale * c[0] + shift), c[2]) for c in clips if c[1] == 1]
+    found = np.mean([bool(predicted_segments(p, threshold, MIN_SEGMENT_S, MERGE_GAP_S)) for p, _ in fakes])
+    return scale, shift, round(threshold, 6), {"real_clips_with_a_segment": round(float(
+        (peaks >= threshold).mean()), 4), "fake_clips_with_a_segment": round(float(found), 4),
+        "steps": int(len(labels)), "fake_steps": int(labels.sum())}
+
+
+def _segment_peak(probabilities: np.ndarray) -> float:
+    """The highest level at which the probabilities hold a segment of MIN_SEGMENT_S: the
+    largest minimum over any window of that many steps."""
+    width = max(1, int(round(MIN_SEGMENT_S * STEP_RATE)))
+    if len(probabilities) < width:
+        return 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(probabilities, width)
+    return float(windows.min(1).max())
+
+
+def _lowest_threshold(real_probabilities: np.ndarray, rate: float) -> float:
+    """The lowest threshold at which at most `rate` of these real probabilities reach it."""
+    ordered = np.sort(real_probabilities)[::-1]
+    allowed = int(np.floor(rate * len(ordered)))
+    return float(np.nextafter(ordered[allowed], 1.0)) if allowed < len(ordered) else 0.0

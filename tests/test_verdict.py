@@ -1,0 +1,142 @@
+"""Honest verdicts: a length-robust calibrated score, segments, the sync scorer, a sanity
+check that can fail, and `uncertain` when the evidence cannot decide."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explain.spatial import explain_spatial
+from explain.temporal import predicted_segments
+from explain.verdict import build_verdict
+from models.analysis import AnalysisOptions, analyze
+from models.calibration import Calibration, calibrate, clip_score
+from models.faces import FaceTrack
+from models.sync import MAX_LAG_STEPS, SYNC_SCORER_ID, estimate_sync
+from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
+from models.zoo import load_probe
+from research.calibration import CALIBRATION_LENGTHS_S, fit_calibration
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "assets" / "demo"
+BUNDLED = ("demo/audio-selfsplice", "demo/visual-selfblend")
+
+
+@pytest.fixture(scope="module")
+def real_demo():
+    return analyze(DEMO / "real.mp4", list(BUNDLED), AnalysisOptions(cache=None))
+
+
+@pytest.mark.parametrize("probe_id", BUNDLED)
+def test_repeating_a_real_clip_ten_times_barely_moves_its_calibrated_score(real_demo, probe_id):
+    probe = load_probe(probe_id)
+    features = real_demo.features[probe.encoder_id]
+    calibration = Calibration.from_card(probe.card)
+    once = calibrate(probe.step_logits(features), calibration).p_fake
+    tiled = calibrate(probe.step_logits(np.tile(features, (10, 1))), calibration).p_fake
+    assert abs(tiled - once) <= 0.05
+    raw_once, raw_tiled = probe.score(features).p_fake, probe.score(np.tile(features, (10, 1))).p_fake
+    assert raw_tiled > raw_once  # the paper's score, kept for parity, does grow with length
+
+
+def test_bundled_probes_carry_a_fitted_calibration():
+    for probe_id in BUNDLED:
+        calibration = Calibration.from_card(load_probe(probe_id).card)
+        assert calibration.fitted and 0.5 <= calibration.threshold < 1.0
+        assert calibration.fit_on["lengths_s"] == list(CALIBRATION_LENGTHS_S)
+
+
+def test_calibration_fit_separates_and_keeps_false_fakes_low():
+    rng = np.random.default_rng(0)
+    clips = [(rng.normal(-4, 0.5, 75), 0, []) for _ in range(30)]
+    for _ in range(15):
+        logits = rng.normal(-4, 0.5, 75)
+        logits[30:50] += 7  # a planted 0.8 s fake segment
+        clips.append((logits, 1, [[1.2, 2.0]]))
+    calibration = fit_calibration(clips, {"dataset": "planted"})
+    assert calibration.fitted and calibration.scale > 0
+    rates = calibration.fit_on["validation_rates"]
+    assert all(rate["false_fake"] <= 0.05 for rate in rates.values())
+    assert rates["2s"]["detected"] > 0.9 and rates["120s"]["detected"] > 0.5
+
+
+def test_uncalibrated_cards_use_the_papers_mapping_of_the_length_robust_score():
+    logits = np.array([-1.0, 0.5, -2.0])
+    calibrated = calibrate(logits, Calibration.from_card({"id": "x"}))
+    assert not calibrated.calibration.fitted
+    assert calibrated.p_fake == pytest.approx(1 / (1 + np.exp(-2 * clip_score(logits))))
+
+
+def test_segments_merge_short_gaps_and_drop_short_runs():
+    probabilities = np.zeros(100)
+    probabilities[10:20] = 0.9
+    probabilities[23:30] = 0.9  # a gap of 3 steps (0.12 s): merged
+    probabilities[60:62] = 0.9  # 0.08 s: dropped
+    assert predicted_segments(probabilities, 0.5, 0.2, 0.2) == [(0.4, 1.2)]
+    assert predicted_segments(probabilities, 0.5, 0.2, 0.0) == [(0.4, 0.8), (0.92, 1.2)]
+
+
+def test_only_baselines_give_an_uncertain_verdict():
+    result = analyze(DEMO / "visual_fake.mp4", ["random@random-selfblend-cnn", "random@random-selfsplice-gru"],
+                     AnalysisOptions(cache=None))
+    verdict = build_verdict(result)
+    assert verdict.label == "uncertain" and verdict.p_fake is None
+    assert any("only baselines ran" in c for c in verdict.caveats)
+    assert all(p.baseline for p in verdict.probes)
+
+
+def test_verdict_of_the_bundled_set_names_its_caveats(real_demo):
+    verdict = build_verdict(real_demo).to_dict()
+    assert verdict["label"] in ("real", "fake", "uncertain")
+    assert set(verdict["modalities"]) >= {"audio", "visual"}
+    assert any("synthetic" in c for c in verdict["caveats"])
+    json.dumps(verdict, allow_nan=False)
+
+
+def test_sanity_check_fails_for_a_random_init_encoder_and_passes_for_the_trained_probe():
+    result = analyze(DEMO / "visual_fake.mp4", ["demo/visual-selfblend", "random@random-selfblend-cnn"],
+                     AnalysisOptions(cache=None))
+    trained = explain_spatial(result, "demo/visual-selfblend", k=3).sanity
+    random_init = explain_spatial(result, "random@random-selfblend-cnn", k=3).sanity
+    assert trained["explains_model"] is True
+    assert random_init["explains_model"] is False and random_init["parameter_randomisation_correlation"] > 0.99
+
+
+def planted_track(openings: np.ndarray) -> FaceTrack:
+    n = len(openings)
+    return FaceTrack(face_boxes=np.tile([10.0, 10, 90, 90], (n, 1)), mouth_centres=np.tile([50.0, 70], (n, 1)),
+                     eye_distances=np.full(n, 40.0), angles=np.zeros(n), detected=np.ones(n, bool),
+                     confidence=np.ones(n), frame_width=100, frame_height=100, mouth_openings=openings)
+
+
+@pytest.mark.parametrize("offset_steps", [-15, -8, -3, 0, 3, 8, 15])
+def test_sync_scorer_recovers_known_offsets_of_both_signs(offset_steps):
+    """Syllable-like bursts; the mouth opens with the loudness, `offset_steps` later (video lags)."""
+    rng = np.random.default_rng(7)
+    n_steps = 250
+    loudness = np.convolve(rng.random(n_steps + 40) > 0.7, np.ones(3) / 3, mode="same")
+    audio = (np.repeat(loudness[20:20 + n_steps], SAMPLES_PER_STEP)
+             * rng.standard_normal(n_steps * SAMPLES_PER_STEP) * 0.3).astype(np.float32)
+    openings = 0.02 + 0.2 * loudness[20 - offset_steps:20 - offset_steps + n_steps] + rng.normal(0, 0.005, n_steps)
+    result = estimate_sync(audio, planted_track(openings))
+    assert abs(result.offset_s - offset_steps / STEP_RATE) <= 0.08
+    assert result.reliable and result.flagged == (abs(offset_steps) / STEP_RATE >= 0.08)
+    assert len(result.lag_correlations) == 2 * MAX_LAG_STEPS + 1 and len(result.step_agreement) == n_steps
+
+
+def test_sync_scorer_is_unreliable_without_mouth_movement():
+    audio = np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE).astype(np.float32)
+    result = estimate_sync(audio, planted_track(np.full(250, 0.03)))
+    assert not result.reliable and not result.flagged
+
+
+@pytest.mark.slow
+def test_default_set_reports_the_sync_offset(tmp_path):
+    result = analyze(DEMO / "visual_fake.mp4", [*BUNDLED, SYNC_SCORER_ID], AnalysisOptions(cache=None))
+    assert result.sync is not None and abs(result.sync.offset_s) <= MAX_LAG_STEPS / STEP_RATE
+    report = result.to_dict()
+    assert report["sync"]["scorer"] == SYNC_SCORER_ID and len(report["sync"]["step_agreement"]) == \
+        result.media.n_steps
+    assert "sync" in build_verdict(result).modalities

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -54,17 +53,28 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
             "truncated MP4": (truncated, "truncated"), "1×1 video": (one_pixel, "too small to hold a face")}
 
 
+# `python cli.py ARGS` that also writes the process's own peak memory (VmHWM) to a file at
+# exit: the rusage a parent reads after fork + exec carries the parent's own peak
+CLI_WITH_PEAK = """
+import sys, cli
+try:
+    code = cli.main(sys.argv[2:])
+finally:
+    status = open('/proc/self/status').read()
+    open(sys.argv[1], 'w').write(next(l for l in status.splitlines() if l.startswith('VmHWM:')).split()[1])
+sys.exit(code)
+"""
+
+
 def run_cli(args: list[str]) -> dict:
     """One fresh CLI process: exit code, stderr, wall seconds and peak RSS (MB)."""
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "cli.py", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read()
-    process.stdout.read()
-    return {"exit": os.waitstatus_to_exitcode(status), "stderr": stderr.strip(), "seconds": seconds,
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as peak:
+        started = time.perf_counter()
+        run = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, peak.name, *args], cwd=ROOT,
+                             capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        peak_kb = float(Path(peak.name).read_text() or "nan")
+    return {"exit": run.returncode, "stderr": run.stderr.strip(), "seconds": seconds, "peak_rss_mb": peak_kb / 1024}
 
 
 def median_run(args: list[str], runs: int) -> dict:

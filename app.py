@@ -40,8 +40,9 @@ from models.encoders import get_spec
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode, file_sha256, inspect_media
 from models.settings import Settings
+from models.sync import SYNC_SCORER_ID
 from models.timing import STEP_RATE
-from models.zoo import DEFAULT_PROBES, describe_probe, usable_probes
+from models.zoo import DEFAULT_SCORERS, describe_probe, usable_probes
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
@@ -51,6 +52,7 @@ STAND_IN_BANNER = ("⚠️ **Offline stand-ins or synthetic training:** {names}.
                    "pretrained here on synthetic material or random-init, or were trained on synthetic "
                    "manipulations. Their scores show how the tool works; they are not real-world deepfake detections.")
 GALLERY_STEPS = 3
+SYNC_LABEL = f"[audio-visual] {SYNC_SCORER_ID} · mouth opening against the speech envelope (no training)"
 TEMP_ROOT = Path(tempfile.gettempdir()) / "avxplain-app"
 TEMP_TTL_S = 3600
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -131,13 +133,15 @@ def probe_groups() -> dict[str, list[tuple[str, str]]]:
     groups: dict[str, list[tuple[str, str]]] = {}
     for entry in usable_probes():
         groups.setdefault(get_spec(entry.encoder).modality, []).append((describe_probe(entry), entry.id))
+    groups.setdefault("audio-visual", []).insert(0, (SYNC_LABEL, SYNC_SCORER_ID))
     return groups
 
 
 def default_probes(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """The probes ticked when the app opens: the bundled demo probes, else the first usable one."""
+    """The probes ticked when the app opens: the bundled demo probes and the sync scorer, else
+    the first usable one."""
     available = {pid for choices in groups.values() for _, pid in choices}
-    return [p for p in DEFAULT_PROBES if p in available] or sorted(available)[:1]
+    return [p for p in DEFAULT_SCORERS if p in available] or sorted(available)[:1]
 
 
 def stand_in_probes() -> frozenset[str]:
@@ -189,7 +193,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
     gallery = [(str(path), heatmap_caption(result, heatmap)) for heatmap, path in written.heatmaps]
     slider = gr.Slider(minimum=0, maximum=result.media.n_steps - 1, value=_first_peak(result), step=1,
                        interactive=True)
-    return (session, summary_markdown(result), str(written.paths["temporal_png"]), gallery,
+    return (session, summary_markdown(result, written.report["verdict"]), str(written.paths["temporal_png"]), gallery,
             [str(p) for p in written.paths.values()], slider)
 
 
@@ -261,9 +265,29 @@ def heatmap_caption(result: AnalysisResult, heatmap: Heatmap) -> str:
     return f"{heatmap.probe_id} · {heatmap.time:.2f} s (step {step}) · " + " · ".join(scores)
 
 
-def summary_markdown(result: AnalysisResult) -> str:
-    lines = [f"**{html.escape(result.media.name)}** · {result.media.duration_s:.2f} s · {result.media.width}×"
+def verdict_markdown(verdict: dict) -> str:
+    """The verdict first: label, calibrated P(fake) and threshold, each modality, segments,
+    the A/V offset and every caveat."""
+    p_fake = "" if verdict["p_fake"] is None else \
+        f" · calibrated P(fake) **{verdict['p_fake']:.3f}** (threshold {verdict['threshold']:.3f})"
+    lines = [f"### Verdict: {verdict['label'].upper()}{p_fake}"]
+    for name, modality in verdict["modalities"].items():
+        detail = "" if modality.get("p_fake") is None else f" P(fake) {modality['p_fake']:.3f}"
+        if "offset_s" in modality:
+            detail += f" offset {modality['offset_s']:+.2f} s (positive: video lags)"
+        reason = f" — {html.escape(modality['reason'])}" if modality.get("reason") else ""
+        lines.append(f"- {name}: **{modality['label']}**{detail}{reason}")
+    lines += [f"- fake segment {s['start_s']:.2f}–{s['end_s']:.2f} s ({s['modality']}, score {s['score']:.2f})"
+              for s in verdict["segments"][:6]]
+    lines += [f"- ⚠️ {html.escape(c)}" for c in verdict["caveats"]]
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(result: AnalysisResult, verdict: dict) -> str:
+    lines = [verdict_markdown(verdict),
+             f"**{html.escape(result.media.name)}** · {result.media.duration_s:.2f} s · {result.media.width}×"
              f"{result.media.height} · {result.media.n_steps} steps at 25 Hz\n",
+             "Raw scores (the paper's: not calibrated, grow with clip length)\n",
              "| probe | encoder | P(fake) | video score S |\n|---|---|---|---|"]
     for probe in result.probes.values():
         lines.append(f"| {probe.probe_id} | {probe.encoder_id} | **{probe.scores.p_fake:.3f}** | "
@@ -416,8 +440,9 @@ def alignment_view(session: Session | None, probe_id: str | None):
             f"of its hot-spot centre **{overall['mae_hotspot']:.3f}** (frame centre "
             f"{overall['mae_frame_centre']:.3f}, face centre {overall['mae_face_centre']:.3f}); "
             f"MAE = (|Δx| + |Δy|) / 2 in normalised frame coordinates.\n\n"
-            f"Sanity check (top blocks randomised): median rank correlation {sanity['median_rank_correlation']}"
-            f" — {'maps depend on the model' if sanity['explains_model'] else '⚠️ maps barely change: they do not explain the model'}.")
+            f"Sanity check (untrained twin encoder, shuffled probe): median rank correlation "
+            f"{sanity['median_rank_correlation']} — "
+            f"{'maps depend on the model' if sanity['explains_model'] else '⚠️ this map does not depend on the model'}.")
     return text, alignment_figure(session.result, rows, explanation)
 
 

@@ -50,6 +50,7 @@ class WrittenReport:
 
     paths: dict[str, Path]
     heatmaps: list[tuple[Heatmap, Path]]
+    report: dict  # what report.json holds, verdict first
 
 
 def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
@@ -72,4 +73,4 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
                              title=f"{result.media.name} — {result.media.duration_s:.2f} s")
     png, svg = save_figure(figure, out_dir / "temporal")
     paths.update({"temporal_png": png, "temporal_svg": svg})
-    return WrittenReport(paths, heatmaps)
+    return WrittenReport(paths, heatmaps, report)

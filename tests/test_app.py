@@ -73,10 +73,12 @@ def client(app_server):
     return Client(app_server["url"], verbose=False)
 
 
-def analyse(client, path: Path, audio=(), face=()):
+def analyse(client, path: Path, audio=(), face=(), audio_visual=()):
+    """/analyse takes one probe list per modality group, in the page's order: audio,
+    audio-visual (the sync scorer), face."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), list(audio), list(face), api_name="/analyse")
+    return client.predict(handle_file(str(path)), list(audio), list(audio_visual), list(face), api_name="/analyse")
 
 
 def test_api_analyses_a_demo_clip(client):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models.cache import FeatureCache
+from models.calibration import Calibration
 from models.encoders import get_spec, register_encoder, unregister_encoder
 from models.encoders.base import EncoderSpec
 from models.faces import TRACKER_VERSION
@@ -78,6 +79,14 @@ def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, 
     assert set(report["matrix"]) == {probe.id, triplet.id, "user/toy-next-step-" + AUDIO_ENCODER,
                                      "user/toy-av-sync-tiny-wav2vec2"}
     assert report["matrix"][probe.id]["train_set"] == "toy" and report["matrix"][probe.id]["toy"] == main["auc"]
+    # a user-trained probe carries the verdict's calibration, fitted on its validation split
+    calibration = Calibration.from_card(json.loads(probe_card.read_text()))
+    assert calibration.fitted and calibration.fit_on["split"] == "val" and 0.5 <= calibration.threshold < 1
+    # segments scored as the AV-Deepfake1M challenge does, and written in its format
+    assert set(main["segments"]["ap"]) == {"0.5", "0.75", "0.9", "0.95"} and set(main["segments"]["ar"]) == {
+        "50", "20", "10", "5"}
+    proposals = json.loads(next(p for k, p in paths.items() if k.startswith("segments_user_toy")).read_text())
+    assert len(proposals) == 30 and all(len(p) == 3 for props in proposals.values() for p in props)
     assert report["fusion"]["scorers"] == [probe.id, triplet.id] and report["fusion"]["toy"]["auc"] is not None
     pearson = np.array(report["correlation"]["toy"]["pearson"])
     assert pearson.shape == (4, 4) and np.allclose(np.diag(pearson), 1)

@@ -18,6 +18,7 @@ from models.sync import MAX_LAG_STEPS, SYNC_SCORER_ID, estimate_sync
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
 from models.zoo import load_probe
 from research.calibration import CALIBRATION_LENGTHS_S, fit_calibration
+from research.evaluation import segment_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
@@ -140,3 +141,15 @@ def test_default_set_reports_the_sync_offset(tmp_path):
     assert report["sync"]["scorer"] == SYNC_SCORER_ID and len(report["sync"]["step_agreement"]) == \
         result.media.n_steps
     assert "sync" in build_verdict(result).modalities
+
+
+def test_segment_metrics_score_exact_partial_and_missed_segments():
+    truths = [[(1.0, 2.0)], [(0.0, 1.0)], None]
+    exact = [[[0.9, 1.0, 2.0]], [[0.8, 0.0, 1.0]], [[0.1, 3.0, 4.0]]]  # the real video's proposal ranks last
+    figures = segment_metrics(exact, truths)
+    assert figures["true_segments"] == 2 and figures["ap"]["0.95"] == 1.0 and figures["ar"]["5"] == 1.0
+    half = [[[0.9, 1.0, 1.5]], [[0.8, 0.0, 1.0]], []]  # IoU 0.5 for the first
+    figures = segment_metrics(half, truths)
+    assert figures["ap"]["0.5"] == 1.0 and figures["ap"]["0.75"] == 0.25 and figures["ar"]["5"] == pytest.approx(
+        (1.0 + 0.5 + 0.5 + 0.5) / 4)
+    assert segment_metrics([[]], [[]]) is None

@@ -71,7 +71,10 @@ def rates_by_length(clips: dict[str, list], rng: np.random.Generator) -> dict:
     out = {}
     for probe_id, items in clips.items():
         calibration = Calibration.from_card(load_probe(probe_id).card)
-        rows = {}
+        single = np.array([calibrate(logits, calibration).p_fake for logits, _, _ in items])
+        labels = np.array([label for _, label, _ in items])
+        rows = {"single clips": {"false_fake": round(float((single[labels == 0] >= calibration.threshold).mean()), 4),
+                                 "detected": round(float((single[labels == 1] >= calibration.threshold).mean()), 4)}}
         for length in LENGTHS_S:
             sequences = chained_sequences(items, length, SEQUENCES, rng)
             p = np.array([calibrate(s, calibration).p_fake for s, _ in sequences])
@@ -124,7 +127,7 @@ def shifted(audio: np.ndarray, steps: int) -> np.ndarray:
 def sync_figures(description: Path, split: str) -> dict:
     """Offsets recovered on real clips shifted by known amounts, and false alarms unshifted."""
     spec = load_dataset_spec(description)
-    errors, detected, alarms, unreliable, clips = [], [], [], 0, 0
+    errors, detected, alarms, judged, clips = [], [], [], 0, 0
     for record in spec.read(split):
         if record.label != 0:
             continue
@@ -132,19 +135,21 @@ def sync_figures(description: Path, split: str) -> dict:
         clips += 1
         audio, track = result.clip.audio, result.face_track
         base = estimate_sync(audio, track)
-        unreliable += not base.reliable
+        if not base.reliable:  # the lips do not follow the sound here: no judgement, shifted or not
+            continue
+        judged += 1
         alarms.append(base.flagged)
         for steps in SYNC_SHIFTS_STEPS:
             moved = estimate_sync(shifted(audio, steps), track)
             errors.append(abs(moved.offset_s - steps / STEP_RATE))
             detected.append(moved.flagged)
     errors = np.array(errors)
-    return {"real_clips": clips, "shifts_s": [s / STEP_RATE for s in SYNC_SHIFTS_STEPS],
+    return {"real_clips": clips, "judged_clips": judged, "shifts_s": [s / STEP_RATE for s in SYNC_SHIFTS_STEPS],
             "offset_error_median_s": round(float(np.median(errors)), 4),
-            "offset_error_p90_s": round(float(np.percentile(errors, 90)), 4),
+            "offset_error_max_s": round(float(errors.max()), 4),
             "within_0.08_s": round(float((errors <= 0.08).mean()), 4),
             "shifted_flagged": round(float(np.mean(detected)), 4),
-            "false_alarm_unshifted": round(float(np.mean(alarms)), 4), "unreliable": unreliable,
+            "false_alarm_unshifted": round(float(np.mean(alarms)), 4),
             "flag_rule": f"|offset| >= {MIN_FLAG_OFFSET_S} s and a clear correlation margin"}
 
 
@@ -202,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{probe_id}: " + ", ".join(f"{k} false fake {v['false_fake']:.0%} / detected {v['detected']:.0%}"
                                         for k, v in rows.items()))
     sync_report = report["sync"]
-    print(f"sync on {sync_report['real_clips']} real clips shifted by ±0.12-0.6 s: median error "
-          f"{sync_report['offset_error_median_s']:.3f} s, within 0.08 s {sync_report['within_0.08_s']:.0%} "
-          f"(target: all), flagged {sync_report['shifted_flagged']:.0%}; false alarm unshifted "
-          f"{sync_report['false_alarm_unshifted']:.0%} (target <= 5%)")
+    print(f"sync: {sync_report['judged_clips']} of {sync_report['real_clips']} real clips judged (the others' lips "
+          f"do not follow the sound: no judgement); shifted by ±0.12-0.6 s: median error "
+          f"{sync_report['offset_error_median_s']:.3f} s, max {sync_report['offset_error_max_s']:.3f} s, within "
+          f"0.08 s {sync_report['within_0.08_s']:.0%} (target: all), flagged {sync_report['shifted_flagged']:.0%}; "
+          f"false alarm unshifted {sync_report['false_alarm_unshifted']:.0%} (target <= 5%)")
     for probe_id, figures in report["segments"].items():
         if figures:
             print(f"segments {probe_id}: AP " + ", ".join(f"@{k} {v:.3f}" for k, v in figures["ap"].items())

@@ -33,7 +33,7 @@ def test_key_follows_the_weights(tmp_path):
     other = tmp_path / "w.safetensors"
     other.write_bytes(b"x")
     assert Settings(precision="fp32", weights={spec.id: str(other)}).cache_key(spec) != bundled
-    assert Settings(precision="fp32").cache_key(get_spec("random-selfsplice-gru")) == "2-d128-float32-faces1"
+    assert Settings(precision="fp32").cache_key(get_spec("random-selfsplice-gru")) == "3-d128-float32-faces1"
 
 
 def test_settings_are_immutable_hashable_and_picklable():

@@ -79,7 +79,7 @@ _PROJECT_ENCODERS = [
                             "self-blended regions; mean of its last 14×14 map (offline, synthetic-data knowledge)"),
     EncoderSpec("selfsplice-gru", "selfsplice", "audio", "project", 128, "selfsplice-gru.safetensors",
                 {"width": 128, "hidden": 64}, download="ships in assets/encoders (0.5 MB)",
-                preprocessing_version="2",  # 2: mirrored context at both ends of the clip
+                preprocessing_version="3",  # 3: edge frames repeated at both ends (2: mirrored) at both ends of the clip
                 licence="CC BY-NC-SA 4.0 (this project)",
                 description="conv + BiGRU over the log-mel spectrogram, pretrained here on real speech to find "
                             "steps spliced in from another recording; GRU state per step (offline, synthetic-data knowledge)"),

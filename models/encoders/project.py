@@ -29,7 +29,7 @@ from models.timing import N_MELS
 
 ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
 MEL_FRAMES_PER_STEP = 4  # 100 Hz mel frames → 25 Hz steps
-EDGE_STEPS = 8  # steps of mirrored context added at each end of the audio encoder's input
+EDGE_STEPS = 8  # steps of repeated edge frames added at each end of the audio encoder's input
 
 
 def weights_path(spec: EncoderSpec, weights: str | None) -> Path:
@@ -148,14 +148,14 @@ class SpliceNet(nn.Module):
 
 
 def edge_padded(mel: np.ndarray) -> np.ndarray:
-    """The spectrogram with EDGE_STEPS steps of its own frames mirrored onto each end. At a
-    bare end the convolutions read zero padding and the backward GRU starts cold: the last
-    step's logit rose by 1.2-1.4 on every demo clip (version 1 features); mirrored context
-    gives the end steps what the middle ones see."""
+    """The spectrogram with its first and last frames repeated for EDGE_STEPS steps at each
+    end. At a bare end the convolutions read zeros, which in these normalised units are a
+    -40 dB floor louder than the clip's own silence, and the backward GRU starts cold: the
+    last step's logit rose by 1.2-1.4 on every demo clip (version 1 features). (Mirrored
+    frames also removed the rise but moved the bundled probe's held-out AUC from 0.952 to
+    0.908; repeated edge frames keep 0.944.)"""
     frames = EDGE_STEPS * MEL_FRAMES_PER_STEP
-    if mel.shape[1] <= frames:
-        return np.pad(mel, ((0, 0), (frames, frames)), mode="symmetric")
-    return np.pad(mel, ((0, 0), (frames, frames)), mode="reflect")
+    return np.pad(mel, ((0, 0), (frames, frames)), mode="edge")
 
 
 def splice_net_input(audio: np.ndarray) -> np.ndarray:

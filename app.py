@@ -452,6 +452,9 @@ def api_annotate(video: str, step: float, x: float, y: float, annotator: str, no
     """Store one click on `video` at `step` (normalised x, y); returns the stored click."""
     try:  # the header and the file's hash are all a click needs: nothing is decoded
         header = inspect_media(video, settings_limits())
+        if header.fps <= 0 or not 0 <= step < header.packets_end_s * STEP_RATE:
+            raise AnalysisError(f"step {step} is outside the video (0 to {int(header.packets_end_s * STEP_RATE) - 1}), "
+                                "or its header gives no frame rate.", path=video)
         click = save_click(Path(video).name, file_sha256(video), header.fps, int(step), float(x), float(y), annotator,
                            note, int(difficulty))
     except AnalysisError as error:

@@ -192,8 +192,8 @@ def randomisation_check(explainer: Explainer, encoder: FrameEncoder, probe: Line
     finite = [v for v in (parameters, data) if np.isfinite(v)]
     worst = max(finite) if finite else 1.0  # maps without any structure explain nothing
     return {"test": "model and data randomisation (untrained twin encoder; shuffled probe weights)",
-            "parameter_randomisation_correlation": round(parameters, 4),
-            "data_randomisation_correlation": round(data, 4), "median_rank_correlation": round(worst, 4),
+            "parameter_randomisation_correlation": _rounded(parameters),
+            "data_randomisation_correlation": _rounded(data), "median_rank_correlation": _rounded(worst),
             "threshold": SANITY_MAX_CORRELATION, "explains_model": bool(worst <= SANITY_MAX_CORRELATION)}
 
 
@@ -207,6 +207,10 @@ def reference_network(encoder: FrameEncoder) -> nn.Module:
     except AnalysisError:
         network = encoder.torch_module()
         return randomised_network(network, len(gradcam_target(network).blocks), seed=spec.seed)
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 4) if np.isfinite(value) else None  # None: a flat map has no rank order
 
 
 def _median_correlation(maps: np.ndarray, others: np.ndarray) -> float:

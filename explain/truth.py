@@ -16,12 +16,15 @@ def truth_record(path: Path, video_name: str, any_single: bool = False) -> dict 
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise AnalysisError(f"cannot read the ground-truth metadata ({error}).", path=path) from None
-    records = data if isinstance(data, list) else [data]
-    for record in records:
-        if isinstance(record, dict) and ((any_single and len(records) == 1)
-                                         or Path(str(record.get("file", ""))).name == video_name):
-            return validate_truth(record, path)
-    return None
+    records = [r for r in (data if isinstance(data, list) else [data]) if isinstance(r, dict)]
+    if any_single and len(records) == 1:
+        return validate_truth(records[0], path)
+    matches = [r for r in records if Path(str(r.get("file", ""))).name == video_name]
+    if len(matches) > 1:
+        raise AnalysisError(f"holds {len(matches)} records named {video_name} (in different folders); which one "
+                            "is this video cannot be told from its name.", path=path,
+                            hint="Give a metadata file with this video's record alone (VIDEO.json beside it).")
+    return validate_truth(matches[0], path) if matches else None
 
 
 def read_truth(video: str | Path) -> dict | None:
@@ -38,8 +41,15 @@ def read_truth(video: str | Path) -> dict | None:
 
 
 def validate_truth(record: dict, source: str | Path = "ground truth") -> dict:
-    """Check segment lists are [[start, end], ...] with 0 <= start < end."""
-    for key in ("fake_segments", "visual_fake_segments", "audio_fake_segments"):
+    """Check the record has segments (or names its file) and that segment lists are
+    [[start, end], ...] with 0 <= start < end."""
+    keys = ("fake_segments", "visual_fake_segments", "audio_fake_segments")
+    if not any(key in record for key in (*keys, "file")):
+        raise AnalysisError("is not an AV-Deepfake1M record: it has no fake_segments and no file.", path=source,
+                            hint="Give the dataset's metadata JSON (a list of records) or one record.")
+    for key in keys:
+        if not isinstance(record.get(key, []) or [], list):
+            raise AnalysisError(f"{key} must be a list of [start, end] segments.", path=source)
         for segment in record.get(key, []) or []:
             if (not isinstance(segment, (list, tuple)) or len(segment) != 2
                     or not all(isinstance(v, (int, float)) for v in segment) or not 0 <= segment[0] < segment[1]):

@@ -25,6 +25,7 @@ from explain.temporal import predicted_segments
 from models.analysis import AnalysisResult, ProbeResult
 from models.calibration import CalibratedScores, Calibration, calibrate
 from models.encoders import get_spec
+from models.sync import SYNC_SCORER_ID
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
 UNCERTAIN_LOG_ODDS = 1.0  # below the threshold by less than this in log-odds: too close to call real
@@ -92,15 +93,18 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
     counted = [v for v in verdicts if not v.baseline]
     caveats: list[str] = []
     out_of_range = out_of_distribution(result)
-    modalities = {group: _modality(group, [v for v in counted if v.group == group], out_of_range.get(group))
+    modalities = {group: _modality([v for v in counted if v.group == group], _reasons_for(group, out_of_range))
                   for group in dict.fromkeys(v.group for v in counted)}
     for group, why in out_of_range.items():
         caveats.append(f"{group}: {why}")
-        if group not in modalities and group != "visual":
+        if group == "audio" and group not in modalities:  # audio asked for, none to hear: not checked
             modalities[group] = {"label": "uncertain", "p_fake": None, "threshold": None, "probes": [],
                                  "reason": why}
-    if result.sync is not None or "sync/mouth-audio" in result.skipped:
+    if result.sync is not None or SYNC_SCORER_ID in result.skipped:
         modalities["sync"] = _sync_modality(result)
+        if modalities["sync"]["label"] == "fake":
+            caveats.append("the audio-visual offset alone calls the clip fake: the sync scorer is not calibrated "
+                           "and re-encoding can shift audio by a few hundredths of a second")
     baselines = [v.probe_id for v in verdicts if v.baseline]
     if baselines:
         caveats.append("baselines not counted in the verdict (random-init encoder or untrained head): "
@@ -116,7 +120,7 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
         caveats.append(f"{probe_id}: its heatmaps failed the sanity check: this map does not depend on the model")
     label = _overall_label(modalities, counted)
     if not counted:
-        caveats.append("only baselines ran: nothing here can call the clip real or fake")
+        caveats.append("only baselines ran among the probes: none of them can call the clip real or fake")
     scored = [(m["p_fake"], m["threshold"]) for g, m in modalities.items() if g != "sync" and m.get("p_fake") is not None]
     p_fake, threshold = max(scored, key=lambda pair: pair[0] - pair[1]) if scored else (None, None)
     return Verdict(label, p_fake, threshold, modalities, _segments(counted),
@@ -124,21 +128,30 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
                    caveats, verdicts)
 
 
-def _modality(group: str, verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
-    """One modality's verdict from its counted probes."""
+def _reasons_for(group: str, out_of_range: dict[str, str]) -> str | None:
+    """Why a modality group's input is out of range (audio-visual probes take both)."""
+    names = ("audio", "visual") if group == "audio-visual" else (group,)
+    reasons = [out_of_range[name] for name in names if name in out_of_range]
+    return "; ".join(reasons) or None
+
+
+def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
+    """One modality's verdict from its counted probes; out-of-range input decides nothing."""
     probabilities = [v.calibrated.p_fake for v in verdicts]
     thresholds = [v.calibrated.calibration.threshold for v in verdicts]
     p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
     above = [p >= t for p, t in zip(probabilities, thresholds)]
     below = [_log_odds(t) - _log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
-    if any(above) and any(below):
+    if out_of_range is not None:
+        label, reason = "uncertain", out_of_range
+    elif any(above) and any(below):
         label, reason = "uncertain", "its probes disagree"
     elif all(above):
         label, reason = "fake", None
     elif all(below) and out_of_range is None:
         label, reason = "real", None
     else:
-        label, reason = "uncertain", out_of_range or "just under the threshold"
+        label, reason = "uncertain", "just under the threshold"
     entry = {"label": label, "p_fake": round(p_fake, 6), "threshold": round(threshold, 6),
              "probes": [v.probe_id for v in verdicts]}
     if reason:
@@ -154,16 +167,17 @@ def _log_odds(p: float) -> float:
 def _sync_modality(result: AnalysisResult) -> dict:
     sync = result.sync
     if sync is None:
-        return {"label": "uncertain", "reason": result.skipped.get("sync/mouth-audio", "did not run")}
+        return {"label": "no judgement", "reason": result.skipped.get(SYNC_SCORER_ID, "did not run")}
     if not sync.reliable:
-        return {"label": "uncertain", "reason": "too short, or no mouth movement to follow",
-                "offset_s": round(sync.offset_s, 4)}
+        return {"label": "no judgement", "reason": "too short, or the lips do not visibly follow the sound"}
     return {"label": "fake" if sync.flagged else "real", "offset_s": round(sync.offset_s, 4),
             "margin": round(sync.margin, 4), "flagged": sync.flagged}
 
 
 def _overall_label(modalities: dict[str, dict], counted: list[ProbeVerdict]) -> str:
-    labels = [m["label"] for m in modalities.values()]
+    """Fake if any modality says so; real only when trained probes ran and every modality
+    that judged says real ("no judgement" from the sync scorer neither helps nor vetoes)."""
+    labels = [m["label"] for m in modalities.values() if m["label"] != "no judgement"]
     if "fake" in labels:
         return "fake"
     if not counted or "uncertain" in labels or not labels:

@@ -163,6 +163,9 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     if wants_sync and not audio:
         skipped[SYNC_SCORER_ID] = "no audio track"
     runs_sync = wants_sync and SYNC_SCORER_ID not in skipped
+    if not probes:
+        raise AnalysisError("the sync scorer runs beside probes, not alone.",
+                            hint="Choose at least one audio or visual probe as well (see `list probes`).")
     runnable = [p for p in probes if p.id not in skipped]
     if not runnable and not runs_sync:
         raise AnalysisError("none of the chosen probes can run on this clip: "

@@ -205,11 +205,11 @@ class MediaHeader:
 def inspect_media(path: str | Path, limits: MediaLimits = MediaLimits()) -> MediaHeader:
     """Refuse a file that cannot be analysed from its header and packet index alone (no
     frame is decoded, no model library is loaded): missing, empty, not a video, no video
-    stream, frames too small or too large, too long, truncated. Takes milliseconds."""
+    stream, frames too small or too large, too long, too many frames, truncated."""
     path = Path(path)
     with _open(path, limits) as container:
         video, declared = _check_header(container, path, limits)
-        end = _packets_end(container, video, limits)
+        end = _packets_end(container, video, limits, path)
         if end is None:
             raise AnalysisError("its video stream holds no frames; the file looks truncated or corrupt.",
                                 path=path, hint="Re-export or re-download the file.")
@@ -220,10 +220,11 @@ def inspect_media(path: str | Path, limits: MediaLimits = MediaLimits()) -> Medi
                            float(video.average_rate or 0), _decodable_audio(container) is not None, declared, end)
 
 
-def _packets_end(container: av.container.InputContainer, video: av.VideoStream,
-                 limits: MediaLimits) -> float | None:
-    """The end time (s) of the last video packet in the file, reading packets, not frames;
-    None when there is none. Stops after the frame limit's worth of packets."""
+def _packets_end(container: av.container.InputContainer, video: av.VideoStream, limits: MediaLimits,
+                 path: Path) -> float | None:
+    """The end time (s) of the last video packet in the file, reading packets, not frames
+    (about a millisecond per hundred packets); None when there is none. Refuses a stream of
+    more packets than the frame limit."""
     end, origin = None, container.start_time / av.time_base if container.start_time is not None else 0.0
     try:
         for count, packet in enumerate(container.demux(video)):
@@ -231,7 +232,9 @@ def _packets_end(container: av.container.InputContainer, video: av.VideoStream,
                 stop = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
                 end = stop if end is None else max(end, stop)
             if count > limits.max_frames:
-                break
+                raise AnalysisError(f"the video holds more than {limits.max_frames} frames, over the limit.",
+                                    path=path, hint="Lower the frame rate or cut the clip shorter, or raise the "
+                                                    "frame limit.")
     except av.error.FFmpegError:
         pass  # a damaged tail: what was read so far counts
     return end
@@ -282,6 +285,12 @@ def _check_header(container: av.container.InputContainer, path: Path,
         raise AnalysisError(
             f"the video is {width}×{height} pixels, too small to hold a face (at least {limits.min_side} px a side "
             "is needed).", path=path, hint="Use the original, larger video.")
+    kept = working_size(width, height, limits.frame_max_side)
+    if min(kept) < limits.min_side:
+        raise AnalysisError(
+            f"kept at a working size of {kept[0]}×{kept[1]} (longest side {limits.frame_max_side}), its frames are "
+            f"too small to hold a face (at least {limits.min_side} px a side).", path=path,
+            hint="Raise the working frame size (--frame-size).")
     if width > limits.max_width or height > limits.max_height:
         raise AnalysisError(
             f"the video is {width}×{height}, over the limit of {limits.max_width}×{limits.max_height}.",

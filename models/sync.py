@@ -51,13 +51,18 @@ class SyncResult:
         return self.best_correlation - self.in_sync_correlation
 
     def to_dict(self) -> dict:
-        return {"scorer": SYNC_SCORER_ID, "offset_s": round(self.offset_s, 4),
-                "best_correlation": round(self.best_correlation, 4),
-                "in_sync_correlation": round(self.in_sync_correlation, 4), "margin": round(self.margin, 4),
+        return {"scorer": SYNC_SCORER_ID, "offset_s": _finite(self.offset_s) if self.reliable else None,
+                "best_correlation": _finite(self.best_correlation),
+                "in_sync_correlation": _finite(self.in_sync_correlation), "margin": _finite(self.margin),
                 "flagged": self.flagged, "reliable": self.reliable,
                 "lags_s": [round(lag / STEP_RATE, 3) for lag in range(-MAX_LAG_STEPS, MAX_LAG_STEPS + 1)],
-                "lag_correlations": [round(float(v), 4) for v in self.lag_correlations],
-                "step_agreement": [round(float(v), 4) for v in self.step_agreement]}
+                "lag_correlations": [_finite(v) for v in self.lag_correlations],
+                "step_agreement": [_finite(v) for v in self.step_agreement]}
+
+
+def _finite(value: float) -> float | None:
+    """Rounded for the report; None where a correlation is undefined (a flat signal)."""
+    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def speech_envelope(audio: np.ndarray, n_steps: int) -> np.ndarray:
@@ -81,7 +86,7 @@ def estimate_sync(audio: np.ndarray, track: FaceTrack) -> SyncResult:
     correlations = np.array([_lagged_correlation(mouth, sound, lag) for lag in lags])
     best = int(np.nanargmax(correlations)) if np.isfinite(correlations).any() else MAX_LAG_STEPS
     reliable = bool(n_steps >= MIN_STEPS and np.isfinite(openings).mean() > 0.5 and np.std(mouth) > 1e-6
-                    and correlations[best] >= MIN_CORRELATION)
+                    and np.isfinite(correlations[best]) and correlations[best] >= MIN_CORRELATION)
     offset_steps = lags[best] + _parabolic_peak(correlations, best)
     in_sync = float(correlations[MAX_LAG_STEPS])
     best_value = float(correlations[best])

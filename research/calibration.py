@@ -13,6 +13,8 @@ TARGET_FALSE_FAKE of the real validation sequences of every length fake (never b
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
@@ -79,7 +81,7 @@ def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict
     lengths = np.array([length for length, group in sequences.items() for _ in group])
     threshold = max([0.5] + [_lowest_threshold(provisional.probability(scores[(labels == 0) & (lengths == length)]),
                                                TARGET_FALSE_FAKE) for length in lengths_s])
-    calibration = Calibration(provisional.scale, provisional.shift, round(threshold, 6),
+    calibration = Calibration(provisional.scale, provisional.shift, _round_up(threshold),
                               "platt on the log-mean-exp clip score", True)
     rates = {}
     for length, group in sequences.items():
@@ -100,8 +102,9 @@ def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float,
     and the lowest step threshold (never below 0.5) at which at most TARGET_FALSE_FAKE of
     the real validation clips show a fake segment."""
     logits = np.concatenate([c[0] for c in clips])
-    labels = np.concatenate([step_labels([tuple(s) for s in c[2]], len(c[0])) if c[1] else np.zeros(len(c[0]))
-                             for c in clips])
+    labels = np.concatenate([_step_truth(c) for c in clips])
+    if labels.min() == labels.max():  # no step of one class: keep the paper's mapping for steps
+        return 2.0, 0.0, 0.5, {"fitted": False, "reason": "the split has no steps of one class"}
     model = LogisticRegression(C=1e4, max_iter=1000).fit(logits[:, None], labels.astype(int))
     scale, shift = float(model.coef_[0, 0]), float(model.intercept_[0])
     reals = [sigmoid(scale * c[0] + shift) for c in clips if c[1] == 0]
@@ -109,9 +112,18 @@ def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float,
     threshold = max(0.5, _lowest_threshold(peaks, TARGET_FALSE_FAKE))
     fakes = [(sigmoid(scale * c[0] + shift), c[2]) for c in clips if c[1] == 1]
     found = np.mean([bool(predicted_segments(p, threshold, MIN_SEGMENT_S, MERGE_GAP_S)) for p, _ in fakes])
-    return scale, shift, round(threshold, 6), {"real_clips_with_a_segment": round(float(
+    return scale, shift, _round_up(threshold), {"real_clips_with_a_segment": round(float(
         (peaks >= threshold).mean()), 4), "fake_clips_with_a_segment": round(float(found), 4),
         "steps": int(len(labels)), "fake_steps": int(labels.sum())}
+
+
+def _step_truth(clip: tuple[np.ndarray, int, list]) -> np.ndarray:
+    """1 for steps of a fake clip inside its segments, or all its steps when the dataset
+    gives no segments (FakeAVCeleb, CSV and folder sets label whole videos); 0 elsewhere."""
+    logits, label, segments = clip
+    if not label:
+        return np.zeros(len(logits))
+    return step_labels([tuple(s) for s in segments], len(logits)) if segments else np.ones(len(logits))
 
 
 def _segment_peak(probabilities: np.ndarray) -> float:
@@ -122,6 +134,11 @@ def _segment_peak(probabilities: np.ndarray) -> float:
         return 0.0
     windows = np.lib.stride_tricks.sliding_window_view(probabilities, width)
     return float(windows.min(1).max())
+
+
+def _round_up(value: float) -> float:
+    """Six decimals, never below `value` (a lower threshold would call more reals fake)."""
+    return math.ceil(value * 1e6) / 1e6
 
 
 def _lowest_threshold(real_probabilities: np.ndarray, rate: float) -> float:

@@ -56,6 +56,7 @@ class Predictions:
     scorer: str
     test_set: str
     paths: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the dataset's own name of each video (its `file`)
     labels: list[int] = field(default_factory=list)
     video_scores: list[float] = field(default_factory=list)
     p_fake: list[float] = field(default_factory=list)
@@ -98,6 +99,7 @@ def predict(scorer: Scorer, records: list[Record], test_set: str, features_for: 
             continue
         scores = scorer.score(*features)
         out.paths.append(record.path)
+        out.files.append(record.relative)
         out.labels.append(record.label)
         out.video_scores.append(scores.video_score)
         out.p_fake.append(scores.p_fake)
@@ -272,7 +274,7 @@ def write_evaluation(report: dict, out_dir: str | Path) -> dict[str, Path]:
     paths["matrix"] = atomic_write(out_dir / "matrix.csv", write_matrix)
     for pred in predictions.values():  # the AV-Deepfake1M challenge's localisation format, per scorer and set
         name = f"segments_{safe_name(pred.scorer)}_{safe_name(pred.test_set)}"
-        by_file = {Path(path).name: proposals for path, proposals in zip(pred.paths, pred.proposals)}
+        by_file = dict(zip(pred.files, pred.proposals))
         paths[name] = atomic_write(out_dir / f"{name}.json", lambda tmp, data=by_file: tmp.write_text(json.dumps(data)))
     paths["predictions"] = atomic_write(out_dir / "predictions.csv", write_predictions)
     paths.update(_plots(report, predictions, out_dir))

@@ -196,3 +196,15 @@ def test_explain_temporal_on_an_analysis(face_clip, tmp_path):
     paths = save_figure(figure, tmp_path / "temporal")
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
     json.dumps([e.to_dict() for e in explanations])
+
+
+def test_truth_file_with_two_records_of_the_same_name_is_refused(tmp_path):
+    from explain.truth import load_truth_file
+
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps([{"file": "a/x.mp4", "fake_segments": []}, {"file": "b/x.mp4", "fake_segments": []}]))
+    with pytest.raises(AnalysisError, match="2 records named x.mp4"):
+        load_truth_file(meta, "x.mp4")
+    meta.write_text(json.dumps({"videos": []}))
+    with pytest.raises(AnalysisError, match="not an AV-Deepfake1M record"):
+        load_truth_file(meta, "x.mp4")

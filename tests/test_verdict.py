@@ -153,3 +153,38 @@ def test_segment_metrics_score_exact_partial_and_missed_segments():
     assert figures["ap"]["0.5"] == 1.0 and figures["ap"]["0.75"] == 0.25 and figures["ar"]["5"] == pytest.approx(
         (1.0 + 0.5 + 0.5 + 0.5) / 4)
     assert segment_metrics([[]], [[]]) is None
+
+
+def test_silent_audio_or_lost_face_gives_no_judgement_and_a_valid_report():
+    for audio, openings in ((np.zeros(10 * SAMPLE_RATE, np.float32), np.linspace(0.01, 0.05, 250)),
+                            (np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE).astype(np.float32),
+                             np.full(250, np.nan))):
+        result = estimate_sync(audio, planted_track(openings))
+        assert not result.reliable and not result.flagged
+        entry = result.to_dict()
+        json.dumps(entry, allow_nan=False)
+        assert entry["offset_s"] is None
+
+
+def test_sync_scorer_alone_is_refused_clearly():
+    from models.errors import AnalysisError
+
+    with pytest.raises(AnalysisError, match="runs beside probes"):
+        analyze(DEMO / "real.mp4", [SYNC_SCORER_ID])
+
+
+def test_calibration_fits_datasets_without_segments():
+    """FakeAVCeleb-like labels: whole videos, no segments; the step mapping uses the video label."""
+    rng = np.random.default_rng(1)
+    clips = [(rng.normal(-4, 0.5, 75), 0, []) for _ in range(20)] + \
+        [(rng.normal(-1, 0.5, 75), 1, []) for _ in range(20)]
+    calibration = fit_calibration(clips, {"dataset": "whole-video labels"})
+    assert calibration.fitted and calibration.step_scale > 0
+
+
+def test_out_of_range_input_makes_a_modality_uncertain_even_when_it_fires(real_demo, monkeypatch):
+    import explain.verdict as verdict_module
+
+    monkeypatch.setattr(verdict_module, "out_of_distribution", lambda result: {"visual": "face too small"})
+    verdict = verdict_module.build_verdict(real_demo)
+    assert verdict.modalities["visual"]["label"] == "uncertain" and verdict.label != "real"

@@ -66,7 +66,7 @@ def step_logits_by_probe(description: Path, split: str) -> dict[str, list[tuple[
     return {probe_id: [rows[path] for path in shared] for probe_id, rows in by_path.items()}
 
 
-def rates_by_length(clips: dict[str, list], rng: np.random.Generator) -> dict:
+def rates_by_length(clips: dict[str, list], rng: np.random.Generator, sequences: int = SEQUENCES) -> dict:
     """False-fake rate of real sequences and detection of fake ones, per probe and length."""
     out = {}
     for probe_id, items in clips.items():
@@ -76,16 +76,16 @@ def rates_by_length(clips: dict[str, list], rng: np.random.Generator) -> dict:
         rows = {"single clips": {"false_fake": round(float((single[labels == 0] >= calibration.threshold).mean()), 4),
                                  "detected": round(float((single[labels == 1] >= calibration.threshold).mean()), 4)}}
         for length in LENGTHS_S:
-            sequences = chained_sequences(items, length, SEQUENCES, rng)
-            p = np.array([calibrate(s, calibration).p_fake for s, _ in sequences])
-            y = np.array([label for _, label in sequences])
+            chained = chained_sequences(items, length, sequences, rng)
+            p = np.array([calibrate(s, calibration).p_fake for s, _ in chained])
+            y = np.array([label for _, label in chained])
             rows[f"{length}s"] = {"false_fake": round(float((p[y == 0] >= calibration.threshold).mean()), 4),
                                   "detected": round(float((p[y == 1] >= calibration.threshold).mean()), 4)}
         out[probe_id] = rows
     return out
 
 
-def any_modality_false_fake(clips: dict[str, list], rng: np.random.Generator) -> dict:
+def any_modality_false_fake(clips: dict[str, list], rng: np.random.Generator, sequences: int = SEQUENCES) -> dict:
     """The verdict's rule on real sequences: fake when any bundled probe calls it fake. The
     probes see the same chained clips."""
     probes = list(clips)
@@ -94,7 +94,7 @@ def any_modality_false_fake(clips: dict[str, list], rng: np.random.Generator) ->
     out = {}
     for length in LENGTHS_S:
         steps, flagged = int(length * STEP_RATE), 0
-        for _ in range(SEQUENCES):
+        for _ in range(sequences):
             order, total = [], 0
             while total < steps:
                 order.append(int(rng.choice(reals)))
@@ -102,7 +102,7 @@ def any_modality_false_fake(clips: dict[str, list], rng: np.random.Generator) ->
             if any(calibrate(np.concatenate([clips[p][i][0] for i in order])[:steps], calibrations[p]).p_fake
                    >= calibrations[p].threshold for p in probes):
                 flagged += 1
-        out[f"{length}s"] = round(flagged / SEQUENCES, 4)
+        out[f"{length}s"] = round(flagged / sequences, 4)
     return out
 
 
@@ -131,7 +131,7 @@ def sync_figures(description: Path, split: str) -> dict:
     for record in spec.read(split):
         if record.label != 0:
             continue
-        result = analyze(record.path, [SYNC_SCORER_ID], AnalysisOptions(cache=None))
+        result = analyze(record.path, ["demo/audio-selfsplice", SYNC_SCORER_ID], AnalysisOptions(cache=None))
         clips += 1
         audio, track = result.clip.audio, result.face_track
         base = estimate_sync(audio, track)
@@ -144,12 +144,16 @@ def sync_figures(description: Path, split: str) -> dict:
             errors.append(abs(moved.offset_s - steps / STEP_RATE))
             detected.append(moved.flagged)
     errors = np.array(errors)
+
+    def figure(values) -> float | None:
+        return round(float(values), 4) if judged else None
+
     return {"real_clips": clips, "judged_clips": judged, "shifts_s": [s / STEP_RATE for s in SYNC_SHIFTS_STEPS],
-            "offset_error_median_s": round(float(np.median(errors)), 4),
-            "offset_error_max_s": round(float(errors.max()), 4),
-            "within_0.08_s": round(float((errors <= 0.08).mean()), 4),
-            "shifted_flagged": round(float(np.mean(detected)), 4),
-            "false_alarm_unshifted": round(float(np.mean(alarms)), 4),
+            "offset_error_median_s": figure(np.median(errors) if judged else 0),
+            "offset_error_max_s": figure(errors.max() if judged else 0),
+            "within_0.08_s": figure((errors <= 0.08).mean() if judged else 0),
+            "shifted_flagged": figure(np.mean(detected) if judged else 0),
+            "false_alarm_unshifted": figure(np.mean(alarms) if judged else 0),
             "flag_rule": f"|offset| >= {MIN_FLAG_OFFSET_S} s and a clear correlation margin"}
 
 
@@ -187,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-seconds", type=float, default=60.0, help="the real clip analysed end to end")
     parser.add_argument("--test-clips", type=int, default=80)
     parser.add_argument("--sync-clips", type=int, default=40)
+    parser.add_argument("--sequences", type=int, default=SEQUENCES, help="chained sequences per length and class")
     args = parser.parse_args(argv)
     folder = Path(args.data)
     rng = np.random.default_rng(0)
@@ -194,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     sync = ensure_split(folder / "sync", "sync", args.sync_clips, 606, (24, 31))
     clips = step_logits_by_probe(test, "test")
     report = {"cpu": describe_cpu(), "probes": list(DEFAULT_PROBES),
-              "false_fake_any_modality": any_modality_false_fake(clips, rng),
-              "by_probe": rates_by_length(clips, rng), "segments": segment_figures(clips),
+              "false_fake_any_modality": any_modality_false_fake(clips, rng, args.sequences),
+              "by_probe": rates_by_length(clips, rng, args.sequences), "segments": segment_figures(clips),
               "sync": sync_figures(sync, "sync"), "sanity": sanity_figures(test, "test"),
               "long_real_clip": long_real_clip(folder, args.long_seconds)}
     print(cpu_line())
@@ -207,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{probe_id}: " + ", ".join(f"{k} false fake {v['false_fake']:.0%} / detected {v['detected']:.0%}"
                                         for k, v in rows.items()))
     sync_report = report["sync"]
-    print(f"sync: {sync_report['judged_clips']} of {sync_report['real_clips']} real clips judged (the others' lips "
-          f"do not follow the sound: no judgement); shifted by ±0.12-0.6 s: median error "
-          f"{sync_report['offset_error_median_s']:.3f} s, max {sync_report['offset_error_max_s']:.3f} s, within "
-          f"0.08 s {sync_report['within_0.08_s']:.0%} (target: all), flagged {sync_report['shifted_flagged']:.0%}; "
-          f"false alarm unshifted {sync_report['false_alarm_unshifted']:.0%} (target <= 5%)")
+    if not sync_report["judged_clips"]:
+        print(f"sync: none of {sync_report['real_clips']} real clips judged (their lips do not follow the sound)")
+    else:
+        print(f"sync: {sync_report['judged_clips']} of {sync_report['real_clips']} real clips judged (the others' lips "
+              f"do not follow the sound: no judgement); shifted by ±0.12-0.6 s: median error "
+              f"{sync_report['offset_error_median_s']:.3f} s, max {sync_report['offset_error_max_s']:.3f} s, within "
+              f"0.08 s {sync_report['within_0.08_s']:.0%} (target: all), flagged {sync_report['shifted_flagged']:.0%}; "
+              f"false alarm unshifted {sync_report['false_alarm_unshifted']:.0%} (target <= 5%)")
     for probe_id, figures in report["segments"].items():
         if figures:
             print(f"segments {probe_id}: AP " + ", ".join(f"@{k} {v:.3f}" for k, v in figures["ap"].items())

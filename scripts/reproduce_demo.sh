@@ -24,6 +24,12 @@ python cli.py train --data "$WORK/set/dataset.json" --encoder selfsplice-gru --t
   --out assets/probes --name demo/audio-selfsplice --lr 1e-2 --epochs 300 --patience 30
 python cli.py train --data "$WORK/big/dataset.json" --encoder selfblend-cnn --target visual \
   --out assets/probes --name demo/visual-selfblend --lr 1e-2 --epochs 300 --patience 30
+# the verdict's calibration: a fresh split of the training identities, sequences of 2-120 s
+python cli.py generate --n 120 --seed 404 --out "$WORK/calib" --split calib
+python cli.py calibrate --data "$WORK/calib/dataset.json" --split calib --probe demo/audio-selfsplice --target audio \
+  --into-card assets/probes/demo_audio-selfsplice.json
+python cli.py calibrate --data "$WORK/calib/dataset.json" --split calib --probe demo/visual-selfblend --target visual \
+  --into-card assets/probes/demo_visual-selfblend.json
 python cli.py evaluate --probe assets/probes/demo_audio-selfsplice.json --data "$WORK/test/dataset.json" \
   --target audio --out docs/demo/audio --into-card
 python cli.py evaluate --probe assets/probes/demo_visual-selfblend.json --data "$WORK/test/dataset.json" \
@@ -31,6 +37,6 @@ python cli.py evaluate --probe assets/probes/demo_visual-selfblend.json --data "
 python cli.py spatial-eval --data "$WORK/test/dataset.json" --split test --probe demo/visual-selfblend \
   --every 3 --out docs/demo/spatial --into-card assets/probes/demo_visual-selfblend.json
 for clip in real audio_fake visual_fake both_fake; do   # the figures shown in the README
-  python cli.py analyze "assets/demo/$clip.mp4" --probe demo/audio-selfsplice --probe demo/visual-selfblend \
-    --out "docs/demo/$clip"
+  python cli.py analyze "assets/demo/$clip.mp4" --out "docs/demo/$clip"   # the default set, verdict first
 done
+python -m benchmarks.bench_verdicts --out docs/bench_verdicts.json   # how far the verdict can be trusted

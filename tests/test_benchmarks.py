@@ -78,3 +78,19 @@ def test_refusal_benchmark_refuses_every_bad_input_with_one_line(tmp_path):
     for row in rows:
         assert row["message_ok"], row
         assert row["peak_rss_mb"] <= REFUSAL_LIMIT_MB, row  # torch alone would take it past 300 MB
+
+
+@pytest.mark.slow
+def test_verdict_benchmark_runs_and_reports_every_figure(tmp_path):
+    out = tmp_path / "verdicts.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_verdicts", "--data", str(tmp_path / "data"),
+                          "--out", str(out), "--test-clips", "8", "--sync-clips", "4", "--sequences", "5",
+                          "--long-seconds", "4"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["false_fake_any_modality"]) == {"10s", "30s", "60s", "120s", "600s"}
+    for rows in report["by_probe"].values():
+        assert all(0 <= row["false_fake"] <= 1 for row in rows.values())
+    assert {"offset_error_median_s", "false_alarm_unshifted", "judged_clips"} <= set(report["sync"])
+    assert report["long_real_clip"]["label"] in ("real", "fake", "uncertain")
+    assert "Real clips called fake" in run.stdout

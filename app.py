@@ -32,7 +32,7 @@ import numpy as np
 
 from explain.alignment import align_clicks, alignment_figure, summarise
 from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
-from explain.reports import write_report
+from explain.reports import WrittenReport, write_report
 from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
 from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
@@ -156,6 +156,30 @@ def banner(stand_ins: frozenset[str], *selected: list[str]) -> str:
 
 # -- analyse ---------------------------------------------------------------------------------
 
+def analyse_into_folder(video: str | None, probe_ids: list[str], report, previous: AnalysisResult | None = None,
+                        spatial_steps: int = GALLERY_STEPS) -> tuple[Path, AnalysisResult, WrittenReport]:
+    """Analyse `video` and write its report into a fresh scratch folder (the page and the
+    API both call this). A failed or cancelled run leaves nothing on disk; a user error
+    becomes one message."""
+    if not video:
+        raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first, or pick an example.")
+    if not probe_ids:
+        raise gr.Error("Choose at least one probe.")
+    out = scratch_folder("reports")
+    try:
+        result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
+        report("explanations", 0.0)
+        written = write_report(result, out, spatial_steps=spatial_steps)
+    except BaseException as error:  # failed or cancelled: nothing of this request stays on disk
+        shutil.rmtree(out, ignore_errors=True)
+        if isinstance(error, AnalysisError):
+            raise user_error(error) from None
+        raise
+    finally:
+        return_freed_memory()
+    return out, result, written
+
+
 def run_analysis(video: str | None, session: Session | None, *groups, request: gr.Request | None = None,
                  progress=gr.Progress()):
     """Analyse one video with the chosen probes; the report, the figure and the heatmap gallery.
@@ -170,23 +194,8 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
         progress(fraction, desc=stage)
 
     probe_ids = [pid for group in groups for pid in (group or [])]
-    if not video:
-        raise gr.Error("Upload a video (MP4, MOV, MKV, WebM or AVI) first, or pick an example.")
-    if not probe_ids:
-        raise gr.Error("Choose at least one probe.")
-    out = scratch_folder("reports")
-    try:
-        previous = session.result if session.video == video else None  # switching probes reuses frames and features
-        result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
-        progress(0.0, desc="explanations")
-        written = write_report(result, out, spatial_steps=GALLERY_STEPS)
-    except BaseException as error:  # failed or cancelled: nothing of this request stays on disk
-        shutil.rmtree(out, ignore_errors=True)
-        if isinstance(error, AnalysisError):
-            raise user_error(error) from None
-        raise
-    finally:
-        return_freed_memory()
+    previous = session.result if session.video == video else None  # switching probes reuses frames and features
+    out, result, written = analyse_into_folder(video, probe_ids, report, previous)
     _replace_reports(session, str(out))
     session.video, session.result, session.sha256 = video, result, result.media.sha256
     session.gallery_steps = [heatmap.step for heatmap, _ in written.heatmaps]
@@ -448,6 +457,27 @@ def alignment_view(session: Session | None, probe_id: str | None):
 
 # -- API-only endpoints ----------------------------------------------------------------------
 
+def api_analyse(video: str, probes: list[str] | None = None, spatial_steps: float = GALLERY_STEPS,
+                progress=gr.Progress()) -> tuple[dict, list[str]]:
+    """Analyse `video` with the probe ids in `probes` (default: the bundled probes and the
+    sync scorer); returns report.json's content, verdict first, and the files written
+    (report, figures, heatmaps)."""
+    _, _, written = analyse_into_folder(video, list(probes or DEFAULT_SCORERS),
+                                        lambda stage, fraction: progress(fraction, desc=stage),
+                                        spatial_steps=max(0, int(spatial_steps)))
+    return written.report, [str(p) for p in written.paths.values()]
+
+
+def api_probes() -> list[dict]:
+    """Every probe id this server can run now, with its modality, encoder, whether it is a
+    stand-in or baseline, and its card."""
+    entries = [{"id": SYNC_SCORER_ID, "modality": "audio-visual", "encoder": None, "source": "builtin",
+                "stand_in": False, "card": {"description": SYNC_LABEL}}]
+    return entries + [{"id": e.id, "modality": get_spec(e.encoder).modality, "encoder": e.encoder, "source": e.source,
+                       "stand_in": e.stand_in, "card": {k: v for k, v in e.card.items() if k != "path"}}
+                      for e in usable_probes()]  # the card's server-side path means nothing to a client
+
+
 def api_annotate(video: str, step: float, x: float, y: float, annotator: str, note: str, difficulty: float) -> dict:
     """Store one click on `video` at `step` (normalised x, y); returns the stored click."""
     try:  # the header and the file's hash are all a click needs: nothing is decoded
@@ -533,7 +563,7 @@ def build_app() -> gr.Blocks:
         for box in checkboxes:
             box.change(functools.partial(banner, stand_ins), checkboxes, banner_box, api_name=False)
         analyse.click(with_request_and_progress(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
-                      [session, summary, figure, gallery, files, step], api_name="analyse").then(
+                      [session, summary, figure, gallery, files, step], api_name="analyse_page").then(
             show_step, [step, session], [step_frame, step_text], api_name=False)
         step.release(show_step, [step, session], [step_frame, step_text], api_name=False)
         gallery.select(pick_gallery, [session], [step], api_name=False).then(
@@ -554,6 +584,15 @@ def build_app() -> gr.Blocks:
                       gr.Number(visible=False), gr.Textbox(visible=False), gr.Textbox(visible=False),
                       gr.Number(visible=False)]
         api_output = gr.JSON(visible=False)
+        every_probe = [pid for choices in groups.values() for _, pid in choices]
+        analyse_inputs = [gr.File(visible=False, type="filepath"),
+                          gr.Dropdown(every_probe, value=defaults, multiselect=True, allow_custom_value=True,
+                                      visible=False),
+                          gr.Number(GALLERY_STEPS, visible=False, precision=0)]
+        gr.Button(visible=False).click(api_analyse, analyse_inputs,
+                                       [gr.JSON(visible=False), gr.File(visible=False, file_count="multiple")],
+                                       api_name="analyse")
+        gr.Button(visible=False).click(api_probes, None, gr.JSON(visible=False), api_name="probes")
         gr.Button(visible=False).click(api_annotate, api_inputs, api_output, api_name="annotate")
         export_inputs = [gr.Textbox(visible=False), gr.Textbox(visible=False)]
         gr.Button(visible=False).click(api_export, export_inputs, gr.File(visible=False), api_name="export")

@@ -53,7 +53,7 @@ def one_run() -> dict:
         times = []
         for _ in range(2):
             start = time.perf_counter()
-            client.predict(handle_file(str(DEMO)), ["demo/audio-selfsplice"], ["demo/visual-selfblend"],
+            client.predict(video=handle_file(str(DEMO)), probes=["demo/audio-selfsplice", "demo/visual-selfblend"],
                            api_name="/analyse")
             times.append(time.perf_counter() - start)
     finally:

@@ -74,17 +74,36 @@ def client(app_server):
 
 
 def analyse(client, path: Path, audio=(), face=(), audio_visual=()):
-    """/analyse takes one probe list per modality group, in the page's order: audio,
-    audio-visual (the sync scorer), face."""
+    """The page's own analyse event (a session holds its result): one probe list per modality
+    group, in the page's order: audio, audio-visual (the sync scorer), face."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), list(audio), list(audio_visual), list(face), api_name="/analyse")
+    return client.predict(handle_file(str(path)), list(audio), list(audio_visual), list(face),
+                          api_name="/analyse_page")
+
+
+def test_script_api_takes_named_parameters_and_returns_the_verdict(client):
+    """/analyse for scripts: `video`, `probes` (ids), `spatial_steps` by name; the report's
+    JSON back, verdict first; /probes lists what can run."""
+    from gradio_client import handle_file
+
+    probes = client.predict(api_name="/probes")
+    ids = {entry["id"] for entry in probes}
+    assert {"demo/audio-selfsplice", "demo/visual-selfblend", "sync/mouth-audio"} <= ids
+    assert all({"modality", "stand_in", "card"} <= set(entry) for entry in probes)
+    report, files = client.predict(video=handle_file(str(DEMO / "visual_fake.mp4")),
+                                   probes=["demo/visual-selfblend", "sync/mouth-audio"], spatial_steps=1,
+                                   api_name="/analyse")
+    assert next(iter(report)) == "verdict" and report["verdict"]["label"] == "fake"
+    assert report["verdict"]["modalities"]["visual"]["label"] == "fake" and "sync" in report["verdict"]["modalities"]
+    assert set(report["probes"]) == {"demo/visual-selfblend"}
+    assert any(Path(f).name == "report.json" for f in files) and any("heatmap_" in Path(f).name for f in files)
 
 
 def test_api_analyses_a_demo_clip(client):
     summary, figure, gallery, files, slider = analyse(client, DEMO / "visual_fake.mp4",
                                                      audio=["demo/audio-selfsplice"], face=["demo/visual-selfblend"])
-    assert "P(fake)" in summary and "demo/visual-selfblend" in summary
+    assert "P(fake)" in summary and "demo/visual-selfblend" in summary and "Verdict" in summary
     assert Path(figure).name == "temporal.png" and Path(figure).stat().st_size > 10_000
     assert len(gallery) == 3 and all("step" in item["caption"] for item in gallery)
     report = json.loads(Path(next(f for f in files if f.endswith("report.json"))).read_text())

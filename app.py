@@ -35,6 +35,7 @@ from explain.annotations import AnnotationStore, Click, export_exddv, import_exd
 from explain.reports import WrittenReport, write_report
 from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
+from explain.verdict import modality_detail
 from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
 from models.encoders import get_spec
 from models.errors import AnalysisError
@@ -281,11 +282,7 @@ def verdict_markdown(verdict: dict) -> str:
         f" · calibrated P(fake) **{verdict['p_fake']:.3f}** (threshold {verdict['threshold']:.3f})"
     lines = [f"### Verdict: {verdict['label'].upper()}{p_fake}"]
     for name, modality in verdict["modalities"].items():
-        detail = "" if modality.get("p_fake") is None else f" P(fake) {modality['p_fake']:.3f}"
-        if "offset_s" in modality:
-            detail += f" offset {modality['offset_s']:+.2f} s (positive: video lags)"
-        reason = f" — {html.escape(modality['reason'])}" if modality.get("reason") else ""
-        lines.append(f"- {name}: **{modality['label']}**{detail}{reason}")
+        lines.append(f"- {name}: **{modality['label']}** {html.escape(modality_detail(modality))}")
     lines += [f"- fake segment {s['start_s']:.2f}–{s['end_s']:.2f} s ({s['modality']}, score {s['score']:.2f})"
               for s in verdict["segments"][:6]]
     lines += [f"- ⚠️ {html.escape(c)}" for c in verdict["caveats"]]

@@ -99,8 +99,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze(args.video, args.probe or list(DEFAULT_SCORERS), options, progress=bars)
     finally:
         bars.close()
-    paths = write_report(result, out, truth, spatial_steps=args.spatial_steps).paths
-    print_verdict(json.loads(paths["report"].read_text())["verdict"])
+    written = write_report(result, out, truth, spatial_steps=args.spatial_steps)
+    print_verdict(written.report["verdict"])
     print("raw scores (the paper's):")
     for probe_id, probe in result.probes.items():
         print(f"{probe_id:<40} P(fake) = {probe.scores.p_fake:.3f}   S = {probe.scores.video_score:+.3f}")
@@ -110,22 +110,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"{probe_id:<40} skipped: {why}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in written.paths.values()))
     return 0
 
 
 def print_verdict(verdict: dict) -> None:
     """The verdict first: label, calibrated P(fake) against its threshold, per modality,
     segments, the A/V offset and every caveat."""
+    # lazy: the verdict module loads the analysis (torch); refusals print before it is needed
+    from explain.verdict import modality_detail
+
     p_fake = "—" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f} (threshold {verdict['threshold']:.3f})"
     print(f"verdict: {verdict['label'].upper()}   P(fake) = {p_fake}")
     for name, modality in verdict["modalities"].items():
-        detail = modality.get("reason") or ""
-        if modality.get("p_fake") is not None:
-            detail = f"P(fake) = {modality['p_fake']:.3f} (threshold {modality['threshold']:.3f}) {detail}"
-        if "offset_s" in modality:
-            detail = f"offset {modality['offset_s']:+.2f} s (positive: video lags) {detail}"
-        print(f"  {name:<13} {modality['label']:<10} {detail.strip()}")
+        print(f"  {name:<13} {modality['label']:<12} {modality_detail(modality)}")
     for segment in verdict["segments"][:10]:
         print(f"  fake segment {segment['start_s']:.2f}-{segment['end_s']:.2f} s  {segment['modality']:<8} "
               f"score {segment['score']:.2f}  ({segment['probe']})")
@@ -394,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="score one video with one or more probes")
     analyze.add_argument("video", help="the video file (MP4, MOV, MKV, WebM, AVI)")
     analyze.add_argument("--probe", action="append",
-                         help="probe id (repeat for several; default: the bundled offline probes)")
+                         help="probe id (repeat for several; default: the bundled offline probes and the "
+                              "A/V sync scorer)")
     analyze.add_argument("--out", required=True, help="folder for report.json, temporal.png and temporal.svg")
     analyze.add_argument("--truth", help="AV-Deepfake1M metadata JSON with the true fake segments "
                                          "(default: VIDEO.json or *metadata.json beside the video, if any)")

@@ -74,6 +74,12 @@ def predicted_segments(probabilities: np.ndarray, threshold: float = 0.5, min_du
             if (end - start) / STEP_RATE >= min_duration_s - 1e-9]
 
 
+def segment_score(probabilities: np.ndarray, segment: Segment) -> float:
+    """The mean step probability over a segment given in seconds."""
+    start, end = segment
+    return float(np.mean(probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]))
+
+
 def step_labels(segments: list[Segment], n_steps: int) -> np.ndarray:
     """1 for every step whose centre lies inside a segment, else 0."""
     centres = (np.arange(n_steps) + 0.5) / STEP_RATE

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from explain.temporal import predicted_segments
+from explain.temporal import predicted_segments, segment_score
 from models.analysis import AnalysisResult, ProbeResult
 from models.calibration import CalibratedScores, Calibration, calibrate
 from models.encoders import get_spec
@@ -73,6 +73,19 @@ class Verdict:
                 "threshold": self.threshold, "modalities": self.modalities, "segments": self.segments,
                 "av_offset_s": self.av_offset_s, "caveats": self.caveats,
                 "probes": [p.to_dict() for p in self.probes]}
+
+
+def modality_detail(modality: dict) -> str:
+    """What one modality's verdict rests on, in words: its P(fake) against its threshold, the
+    A/V offset, and why it could not decide (the CLI and the app show the same)."""
+    parts = []
+    if modality.get("p_fake") is not None:
+        parts.append(f"P(fake) {modality['p_fake']:.3f} (threshold {modality['threshold']:.3f})")
+    if modality.get("offset_s") is not None:
+        parts.append(f"offset {modality['offset_s']:+.2f} s (positive: video lags)")
+    if modality.get("reason"):
+        parts.append(f"— {modality['reason']}")
+    return " ".join(parts)
 
 
 def is_baseline(probe: ProbeResult) -> bool:
@@ -193,9 +206,9 @@ def _segments(verdicts: list[ProbeVerdict]) -> list[dict]:
         probabilities = verdict.calibrated.step_probabilities
         for start, end in predicted_segments(probabilities, verdict.calibrated.calibration.step_threshold,
                                              MIN_SEGMENT_S, MERGE_GAP_S):
-            steps = probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]
             segments.append({"start_s": round(start, 4), "end_s": round(end, 4), "modality": verdict.group,
-                             "probe": verdict.probe_id, "score": round(float(np.mean(steps)), 6)})
+                             "probe": verdict.probe_id,
+                             "score": round(segment_score(probabilities, (start, end)), 6)})
     return sorted(segments, key=lambda s: -s["score"])
 
 

@@ -71,10 +71,6 @@ class CalibratedScores:
     step_probabilities: np.ndarray  # (T,)
     calibration: Calibration
 
-    @property
-    def is_fake(self) -> bool:
-        return self.p_fake >= self.calibration.threshold
-
 
 def calibrate(logits: np.ndarray, calibration: Calibration) -> CalibratedScores:
     score = clip_score(logits)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from models.encoders.base import FACE_MODALITIES, FRAME_BATCH, STRIDED_FAMILIES, EncoderSpec, resolve_dtype
@@ -38,9 +38,6 @@ class Settings:
 
     def weights_for(self, encoder_id: str) -> str | None:
         return dict(self.weights).get(encoder_id)
-
-    def with_changes(self, **changes) -> "Settings":
-        return replace(self, **changes)
 
     def cache_key(self, spec: EncoderSpec) -> str:
         """The feature-cache key part for `spec` under these settings: preprocessing version,

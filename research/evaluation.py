@@ -17,12 +17,12 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from explain.figures import save_figure
-from explain.temporal import localisation_metrics, predicted_segments, step_labels, truth_for_modality
+from explain.temporal import localisation_metrics, predicted_segments, segment_score, step_labels, truth_for_modality
+from explain.verdict import MERGE_GAP_S, MIN_SEGMENT_S
 from models.cache import atomic_write
 from models.calibration import Calibration, calibrate
 from models.encoders import get_spec
 from models.probes import ProbeScores, safe_name
-from models.timing import STEP_RATE
 from research.datasets import Record
 
 PROPOSAL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -118,9 +118,8 @@ def segment_proposals(step_probabilities: np.ndarray, levels: tuple[float, ...] 
     their mean step probability, duplicates removed."""
     found = {}
     for level in levels:
-        for start, end in predicted_segments(step_probabilities, level, 0.2, 0.2):
-            steps = step_probabilities[int(round(start * STEP_RATE)):int(round(end * STEP_RATE))]
-            found[(round(start, 4), round(end, 4))] = round(float(np.mean(steps)), 6)
+        for start, end in predicted_segments(step_probabilities, level, MIN_SEGMENT_S, MERGE_GAP_S):
+            found[(round(start, 4), round(end, 4))] = round(segment_score(step_probabilities, (start, end)), 6)
     return sorted(([score, start, end] for (start, end), score in found.items()), key=lambda p: -p[0])
 
 

@@ -14,11 +14,13 @@ from explain.verdict import build_verdict
 from models.analysis import AnalysisOptions, analyze
 from models.calibration import Calibration, calibrate, clip_score
 from models.faces import FaceTrack
+from models.media import write_test_clip
 from models.sync import MAX_LAG_STEPS, SYNC_SCORER_ID, estimate_sync
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
 from models.zoo import load_probe
 from research.calibration import CALIBRATION_LENGTHS_S, fit_calibration
 from research.evaluation import segment_metrics
+from tests.conftest import gradient_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
@@ -182,9 +184,12 @@ def test_calibration_fits_datasets_without_segments():
     assert calibration.fitted and calibration.step_scale > 0
 
 
-def test_out_of_range_input_makes_a_modality_uncertain_even_when_it_fires(real_demo, monkeypatch):
-    import explain.verdict as verdict_module
-
-    monkeypatch.setattr(verdict_module, "out_of_distribution", lambda result: {"visual": "face too small"})
-    verdict = verdict_module.build_verdict(real_demo)
-    assert verdict.modalities["visual"]["label"] == "uncertain" and verdict.label != "real"
+def test_a_clip_without_a_face_gets_no_visual_verdict(tmp_path):
+    """Out-of-range input decides nothing: with no face in any step the visual modality is
+    uncertain whatever its probe scores, and the clip cannot be called real."""
+    clip = write_test_clip(tmp_path / "no_face.mp4", gradient_frames(50, 160, 120))
+    result = analyze(clip, ["demo/visual-selfblend"], AnalysisOptions(cache=None))
+    verdict = build_verdict(result)
+    assert verdict.modalities["visual"]["label"] == "uncertain"
+    assert "a face was found in only 0 %" in verdict.modalities["visual"]["reason"]
+    assert verdict.label == "uncertain" and any(c.startswith("visual: ") for c in verdict.caveats)

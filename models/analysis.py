@@ -198,11 +198,12 @@ def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) 
 def warm_up(probe_ids: list[str]) -> None:
     """Pay the one-time costs of a first analysis ahead of it (the app calls this in the
     background at launch): librosa's first mel filter bank and STFT (~3 s), the mediapipe
-    graphs (~1 s each) and the probes' encoders."""
+    graphs (~1 s each) and the probes' encoders (the sync scorer has none)."""
     log_mel(np.zeros(SAMPLE_RATE, np.float32))
     shared_trackers(FACE_WORKERS)
     for probe_id in probe_ids:
-        get_encoder(load_probe(probe_id).encoder_id)
+        if probe_id != SYNC_SCORER_ID:
+            get_encoder(load_probe(probe_id).encoder_id)
 
 
 def _prepare_crops(inputs: ClipInputs, specs: list) -> None:

@@ -193,3 +193,12 @@ def test_a_clip_without_a_face_gets_no_visual_verdict(tmp_path):
     assert verdict.modalities["visual"]["label"] == "uncertain"
     assert "a face was found in only 0 %" in verdict.modalities["visual"]["reason"]
     assert verdict.label == "uncertain" and any(c.startswith("visual: ") for c in verdict.caveats)
+
+
+def test_the_apps_warm_up_takes_the_default_set_with_the_sync_scorer():
+    """The app warms up the probes it ticks by default; the sync scorer is among them and has no encoder."""
+    from models.analysis import warm_up
+    from models.zoo import DEFAULT_SCORERS
+
+    assert SYNC_SCORER_ID in DEFAULT_SCORERS
+    warm_up(list(DEFAULT_SCORERS))  # raised "unknown probe 'sync/mouth-audio'" in the warm-up thread

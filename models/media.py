@@ -472,16 +472,18 @@ class _StepFramePicker:
 def write_test_clip(path: str | Path, frames: np.ndarray, *, fps: float | Fraction = 25,
                     audio: np.ndarray | None = None, audio_rate: int = SAMPLE_RATE,
                     frame_times: np.ndarray | None = None, codec: str = "libx264",
-                    audio_codec: str = "aac") -> Path:
+                    audio_codec: str = "aac", crf: int | None = None) -> Path:
     """Write frames (T×H×W×3 uint8) and optional audio ((channels×)N float32) to a video file.
 
     Used by the synthetic generator and the tests; `frame_times` gives variable frame rate.
-    Encoding is single-threaded so the same input always gives the same bytes.
+    Encoding is single-threaded so the same input always gives the same bytes; `crf` sets
+    x264's quality (higher: more compression).
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1000)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=rate, options=_reproducible_options(codec))
+        options = _reproducible_options(codec) | ({"crf": str(crf)} if crf is not None else {})
+        stream = container.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if frame_times is not None:

@@ -36,6 +36,8 @@ from skimage import data
 from models.faces import shared_tracker
 from models.media import write_test_clip
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
+from research.families import AUDIO_FAMILIES, VISUAL_FAMILIES, AudioContext, VisualContext
+from research.sources import load_audio, sources
 from research.synthetic import speech_like_audio
 
 FRAME_SIZE = (320, 256)
@@ -192,49 +194,99 @@ def head_outline(face: Face, size: int) -> np.ndarray:
 
 @dataclass
 class ClipPlan:
+    """Everything one clip is made of, drawn before rendering."""
+
     kind: str
     face: Face
     donor: Face
     voice: str
     other_voice: str
     segment: tuple[float, float] | None
+    family: str | None = None  # the manipulation family; None: "feathered" / "voice" as first built
+    speech_source: str | None = None  # a real recording (research.sources) instead of espeak speech
+    other_sources: tuple[str, ...] = ()  # real recordings a splice may take its piece from
+    frame_size: tuple[int, int] = FRAME_SIZE
+    crf: int | None = None  # x264 quality; None: the encoder's default
+    bed: str | None = None  # "noise" or a music source under the whole clip
+
+    @property
+    def visual_family(self) -> str:
+        return self.family if self.family in VISUAL_FAMILIES else "feathered"
+
+    @property
+    def audio_family(self) -> str:
+        return self.family if self.family in AUDIO_FAMILIES else "voice"
+
+
+def base_speech(plan: ClipPlan, rng: np.random.Generator, seed: int, words_range: tuple[int, int]) -> np.ndarray:
+    """The clip's real speech: a recording that a package ships, or espeak-ng saying some words."""
+    if plan.speech_source is not None:
+        return load_audio(plan.speech_source)
+    words = list(rng.choice(WORDS, size=int(rng.integers(*words_range))))
+    return speech(" ".join(words), plan.voice, int(rng.integers(140, 175)), int(rng.integers(35, 70)), seed)
+
+
+def manipulate_audio(plan: ClipPlan, audio: np.ndarray, rng: np.random.Generator, seed: int) -> np.ndarray:
+    """The audio with the plan's segment replaced by the plan's audio family."""
+    start, end = (int(v * SAMPLE_RATE) for v in plan.segment)
+
+    def another_voice() -> np.ndarray:
+        return speech(" ".join(rng.choice(WORDS, size=8)), plan.other_voice, int(rng.integers(140, 175)),
+                      int(rng.integers(35, 70)), seed + 1)
+
+    def another_recording() -> np.ndarray:
+        if not plan.other_sources:
+            return another_voice()
+        recording = load_audio(str(rng.choice(list(plan.other_sources))))
+        offset = int(rng.integers(0, max(1, len(recording) - (end - start))))
+        return recording[offset:]
+
+    context = AudioContext(rng, another_voice, another_recording)
+    return AUDIO_FAMILIES[plan.audio_family](audio, start, end, context)
+
+
+def under_bed(audio: np.ndarray, bed: str | None, rng: np.random.Generator) -> np.ndarray:
+    """Speech over a quiet noise floor or a music bed 15–25 dB below it: real variants, not manipulations."""
+    if bed is None:
+        return audio
+    level = np.sqrt((audio ** 2).mean() + 1e-9) * 10 ** (-float(rng.uniform(15, 25)) / 20)
+    if bed == "noise":
+        under = rng.standard_normal(len(audio)).astype(np.float32)
+    else:
+        music = load_audio(bed)
+        under = np.resize(music, len(audio))
+    return (audio + level * under / (np.sqrt((under ** 2).mean()) + 1e-9)).astype(np.float32)
 
 
 def render_clip(plan: ClipPlan, rng: np.random.Generator, seed: int,
                 words_range: tuple[int, int] = (7, 10)) -> tuple[np.ndarray, np.ndarray, dict]:
     """Frames, audio and per-step manipulated boxes (normalised) of one planned clip, whose
-    speech has `words_range` words (lower bound included, upper excluded; about 3 s by default)."""
-    words = list(rng.choice(WORDS, size=int(rng.integers(*words_range))))
-    audio = speech(" ".join(words), plan.voice, int(rng.integers(140, 175)), int(rng.integers(35, 70)), seed)
+    espeak speech has `words_range` words (lower bound included, upper excluded; about 3 s by default)."""
+    audio = base_speech(plan, rng, seed, words_range)
     lead = int(rng.uniform(0.1, 0.5) * SAMPLE_RATE)
     audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32)])
     n_steps = len(audio) // SAMPLES_PER_STEP
     audio = audio[: n_steps * SAMPLES_PER_STEP]
+    audio = under_bed(audio, plan.bed, rng)
     mouth_audio = audio
     if plan.segment is not None:
         start, end = (int(v * SAMPLE_RATE) for v in plan.segment)
         if plan.kind in ("audio_modified", "both_modified"):
-            other = speech(" ".join(rng.choice(WORDS, size=8)), plan.other_voice, int(rng.integers(140, 175)),
-                           int(rng.integers(35, 70)), seed + 1)
-            other = np.pad(other, (0, max(0, end - start - len(other))))[: end - start]
-            fade = np.linspace(0, 1, min(160, end - start))
-            piece = other.copy()
-            piece[: len(fade)] = other[: len(fade)] * fade + audio[start:start + len(fade)] * (1 - fade)
-            audio = audio.copy()
-            audio[start:end] = piece
+            audio = manipulate_audio(plan, audio, rng, seed)
             mouth_audio = audio
         elif plan.kind == "desync":
             shift = int(rng.integers(4, 9)) * SAMPLES_PER_STEP * int(rng.choice([-1, 1]))
             mouth_audio = audio.copy()
             mouth_audio[start:end] = np.roll(audio, shift)[start:end]
     openings = mouth_openings(mouth_audio, n_steps)
-    width, height = FRAME_SIZE
+    width, height = plan.frame_size
     top, bottom = rng.integers(30, 220, 3), rng.integers(30, 220, 3)
     background = np.linspace(top, bottom, height)[:, None, :].repeat(width, 1).astype(np.uint8)
-    side0 = rng.uniform(0.75, 1.0) * height
+    side0 = rng.uniform(0.75, 1.0) * min(width, height)
     phase, speed = rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.2, 0.6, 3)
     gain, offset = rng.uniform(0.8, 1.15), rng.uniform(-20, 20, 3)
     colour_shift = rng.uniform(-35, 35, 3)
+    other_openings = mouth_openings(np.roll(mouth_audio, len(mouth_audio) // 2), n_steps)
     head_mask = head_outline(plan.face, plan.face.sprite.shape[0])
     frames, boxes = [], {}
     for step in range(n_steps):
@@ -243,7 +295,11 @@ def render_clip(plan: ClipPlan, rng: np.random.Generator, seed: int,
         box = None
         if plan.segment is not None and plan.kind in ("visual_modified", "both_modified") \
                 and plan.segment[0] <= (step + 0.5) / STEP_RATE < plan.segment[1]:
-            sprite, box = swap_mouth(sprite, plan.face, plan.donor, rng, colour_shift)
+            if plan.visual_family == "feathered":
+                sprite, box = swap_mouth(sprite, plan.face, plan.donor, rng, colour_shift)
+            else:
+                context = VisualContext(plan.face, plan.donor, colour_shift, other_openings, step, rng, animate_mouth)
+                sprite, box = VISUAL_FAMILIES[plan.visual_family](sprite, context)
         side = side0 * (1 + 0.05 * np.sin(speed[2] * 2 * np.pi * t + phase[2]))
         cx = width / 2 + 0.18 * width * np.sin(speed[0] * 2 * np.pi * t + phase[0])
         cy = height / 2 + 0.06 * height * np.sin(speed[1] * 2 * np.pi * t + phase[1])
@@ -263,39 +319,99 @@ def render_clip(plan: ClipPlan, rng: np.random.Generator, seed: int,
 
 
 def plan_clip(index: int, rng: np.random.Generator, faces: list[Face], voices: tuple[str, ...]) -> ClipPlan:
+    """The first benchmark's plan: kinds in the fixed KINDS cycle, one feathered mouth swap or re-voicing."""
     kind = KINDS[index % len(KINDS)]
+    face, donor, voice, other = _cast(rng, faces, voices)
+    return ClipPlan(kind, face, donor, voice, other, _segment(rng, kind == "real"))
+
+
+def _cast(rng: np.random.Generator, faces: list[Face], voices: tuple[str, ...]) -> tuple[Face, Face, str, str]:
+    """A face, a different donor face, a voice and a different voice."""
     face_index = int(rng.integers(len(faces)))
     donor_index = (face_index + 1 + int(rng.integers(len(faces) - 1))) % len(faces) if len(faces) > 1 else face_index
     voice = str(rng.choice(voices))
     other = str(rng.choice([v for v in voices if v != voice] or list(voices)))
+    return faces[face_index], faces[donor_index], voice, other
+
+
+def _segment(rng: np.random.Generator, real: bool) -> tuple[float, float] | None:
+    """The manipulated segment (0.6–1.0 s starting 0.8–1.6 s in), None for a real clip (which
+    draws its start all the same, so the clips after it keep their bytes)."""
     start = round(float(rng.uniform(0.8, 1.6)), 2)
-    segment = None if kind == "real" else (start, round(start + float(rng.uniform(0.6, 1.0)), 2))
-    return ClipPlan(kind, faces[face_index], faces[donor_index], voice, other, segment)
+    return None if real else (start, round(start + float(rng.uniform(0.6, 1.0)), 2))
+
+
+FAMILIES = ("feathered", *VISUAL_FAMILIES, *AUDIO_FAMILIES)
+FRAME_SIZES = ((320, 256), (256, 320), (480, 270), (176, 144), (640, 480))  # incl. portrait and ~120 px faces
+CRFS = (18, 23, 28, 33)
+
+
+def family_schedule(families: tuple[str, ...], per_family: int) -> list[str]:
+    """Each family `per_family` times, in rounds, with a real clip after every second fake."""
+    fakes = [family for _ in range(per_family) for family in families]
+    return [item for index, family in enumerate(fakes) for item in ((family, "real") if index % 2 else (family,))]
+
+
+def plan_family_clip(family: str, rng: np.random.Generator, faces: list[Face], voices: tuple[str, ...],
+                     speech_sources: tuple[str, ...], music: tuple[str, ...]) -> ClipPlan:
+    """A clip of one manipulation family ("real" for none), with its real variants drawn:
+    real or espeak speech, frame size, compression and a noise or music bed."""
+    face, donor, voice, other = _cast(rng, faces, voices)
+    segment = _segment(rng, family == "real")
+    source = str(rng.choice(speech_sources)) if speech_sources and rng.random() < 0.5 else None
+    kind = "real" if family == "real" else "visual_modified" if family in ("feathered", *VISUAL_FAMILIES) \
+        else "audio_modified"
+    bed = rng.choice([None, None, "noise", *music])
+    return ClipPlan(kind, face, donor, voice, other, segment,
+                    family=None if kind == "real" else family, speech_source=source,
+                    other_sources=tuple(s for s in speech_sources if s != source),
+                    frame_size=FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))], crf=int(rng.choice(CRFS)),
+                    bed=None if bed is None else str(bed))
 
 
 def generate(out: str | Path, n: int, seed: int, split: str = "train", faces: str = "train",
              progress=None, words_range: tuple[int, int] = (7, 10)) -> Path:
     """Write `n` clips of split `split` into `out`; returns the dataset description path.
-    `words_range` sets how much each clip says (the default keeps earlier seeds' bytes)."""
-    out = Path(out)
-    (out / split).mkdir(parents=True, exist_ok=True)
+    `words_range` sets how much each clip says (about 3 s by default)."""
     bank = identities(faces)
     voices = HELDOUT_VOICES if faces == "heldout" else VOICES
-    records, regions, clicks = [], {}, []
+    plans = ((plan_clip(index, rng, bank, voices), rng) for index, rng in _clip_rngs(seed, n))
+    return write_split(out, split, plans, seed, n, progress, words_range)
+
+
+def generate_families(out: str | Path, per_family: int, seed: int, split: str = "train", pool: str = "train",
+                      families: tuple[str, ...] = FAMILIES, progress=None) -> Path:
+    """Write a split of every manipulation family (`per_family` clips each) and real clips
+    (one per two fakes), from the `pool` ("train" or "heldout") faces, voices and real
+    recordings; returns the dataset description path."""
+    bank = identities(pool)
+    voices = HELDOUT_VOICES if pool == "heldout" else VOICES
+    source_split = "test" if pool == "heldout" else "train"
+    speech_sources = tuple(s.id for s in sources("speech", source_split))
+    music = tuple(s.id for s in sources("music", source_split))
+    schedule = family_schedule(families, per_family)
+    plans = ((plan_family_clip(family, rng, bank, voices, speech_sources, music), rng)
+             for family, (_, rng) in zip(schedule, _clip_rngs(seed, len(schedule))))
+    return write_split(out, split, plans, seed, len(schedule), progress)
+
+
+def _clip_rngs(seed: int, n: int):
     for index in range(n):
-        rng = np.random.default_rng([seed, index])
-        plan = plan_clip(index, rng, bank, voices)
+        yield index, np.random.default_rng([seed, index])
+
+
+def write_split(out: str | Path, split: str, plans, seed: int, n: int, progress=None,
+                words_range: tuple[int, int] = (7, 10)) -> Path:
+    """Render and write the planned clips of one split with their ground truth; `plans`
+    yields (plan, the generator that drew it), which goes on to draw the rendering."""
+    out = Path(out)
+    (out / split).mkdir(parents=True, exist_ok=True)
+    records, regions, clicks = [], {}, []
+    for index, (plan, rng) in enumerate(plans):
         frames, audio, boxes = render_clip(plan, rng, seed * 100_000 + index, words_range)
         name = f"{split}/{index:04d}.mp4"
-        write_test_clip(out / name, frames, audio=audio)
-        segments = [list(plan.segment)] if plan.segment else []
-        # desync keeps every frame and every sample real: only their alignment is fake (fake_segments)
-        visual = segments if plan.kind in ("visual_modified", "both_modified") else []
-        records.append({"file": name, "original": None, "split": split, "modify_type": plan.kind,
-                        "fake_segments": segments, "visual_fake_segments": visual,
-                        "audio_fake_segments": segments if plan.kind in ("audio_modified", "both_modified") else [],
-                        "video_frames": len(frames), "audio_frames": len(audio), "identity": plan.face.name,
-                        "donor": plan.donor.name if visual and plan.kind != "desync" else None, "voice": plan.voice})
+        write_test_clip(out / name, frames, audio=audio, crf=plan.crf)
+        records.append(_record(name, split, plan, frames, audio))
         if boxes:
             regions[name] = {str(step): {"box": box, "centre": [round((box[0] + box[2]) / 2, 4),
                                                                round((box[1] + box[3]) / 2, 4)]}
@@ -309,6 +425,22 @@ def generate(out: str | Path, n: int, seed: int, split: str = "train", faces: st
     (out / f"{split}_regions.json").write_text(json.dumps(regions, indent=1))
     _write_exddv(out / f"{split}_exddv.csv", clicks, split)
     return _update_description(out, split)
+
+
+def _record(name: str, split: str, plan: ClipPlan, frames: np.ndarray, audio: np.ndarray) -> dict:
+    """The clip's AV-Deepfake1M record, with what it was made of."""
+    segments = [list(plan.segment)] if plan.segment else []
+    # desync keeps every frame and every sample real: only their alignment is fake (fake_segments)
+    visual = segments if plan.kind in ("visual_modified", "both_modified") else []
+    audio_fake = segments if plan.kind in ("audio_modified", "both_modified") else []
+    family = None if plan.kind == "real" else plan.kind if plan.kind == "desync" else \
+        "+".join(f for f, on in ((plan.visual_family, visual), (plan.audio_family, audio_fake)) if on)
+    return {"file": name, "original": None, "split": split, "modify_type": plan.kind, "family": family,
+            "fake_segments": segments, "visual_fake_segments": visual, "audio_fake_segments": audio_fake,
+            "video_frames": len(frames), "audio_frames": len(audio), "identity": plan.face.name,
+            "donor": plan.donor.name if visual else None,
+            "voice": plan.speech_source or plan.voice, "speech_source": plan.speech_source,
+            "frame_size": list(plan.frame_size), "crf": plan.crf, "bed": plan.bed}
 
 
 def _write_exddv(path: Path, clicks: list, split: str) -> None:

@@ -424,7 +424,7 @@ def write_split(out: str | Path, split: str, plans, seed: int, n: int, progress=
     (out / f"{split}_metadata.json").write_text(json.dumps(records, indent=1))
     (out / f"{split}_regions.json").write_text(json.dumps(regions, indent=1))
     _write_exddv(out / f"{split}_exddv.csv", clicks, split)
-    return _update_description(out, split)
+    return update_description(out, split)
 
 
 def _record(name: str, split: str, plan: ClipPlan, frames: np.ndarray, audio: np.ndarray) -> dict:
@@ -454,7 +454,7 @@ def _write_exddv(path: Path, clicks: list, split: str) -> None:
     path.write_text(buffer.getvalue())
 
 
-def _update_description(out: Path, split: str) -> Path:
+def update_description(out: Path, split: str) -> Path:
     path = out / "dataset.json"
     description = json.loads(path.read_text()) if path.exists() else {
         "name": f"synthetic-{out.name}", "format": "av1m", "root": ".", "splits": {}}

@@ -168,3 +168,24 @@ def load_audio(source_id: str) -> np.ndarray:
 def manifest(source_ids: list[str]) -> list[dict]:
     """Card entries for the sources used, in the given order, without repeats."""
     return [get_source(s).to_card() for s in dict.fromkeys(source_ids)]
+
+
+def photo_source(identity: str) -> str | None:
+    """The face-photo source an identity of the face bank was cut from."""
+    if identity.startswith("lfw"):
+        return "lfw-subset"
+    return {"astronaut": "astronaut", "grace_hopper": "grace-hopper"}.get(identity)
+
+
+def provenance(records: list[dict]) -> dict:
+    """What a set of generated clips was made of, for a probe card: manipulation families,
+    identities, voices (espeak-ng voices or real speakers), and every real source file."""
+    used = [photo_source(r.get("identity", "")) for r in records]
+    used += [r.get("speech_source") for r in records] + [r.get("bed") for r in records]
+    used += [r.get("video_source") for r in records]
+    known = {s.id for s in SOURCES}
+    return {"clips": len(records),
+            "families": sorted({r.get("family") or "real" for r in records}),
+            "identities": sorted({r.get("identity", "") for r in records}),
+            "voices": sorted({r.get("voice", "") for r in records}),
+            "sources": manifest([s for s in used if s in known])}

@@ -20,6 +20,7 @@ from research.datasets import DatasetSpec, Record, load_dataset_spec
 from research.evaluation import evaluate as run_evaluation
 from research.evaluation import video_metrics, write_evaluation
 from research.extract import RESEARCH_SETTINGS, ExtractionReport, ShaIndex, extract_dataset, load_record_features
+from research.sources import provenance
 from research.training import TrainConfig, train_probe
 
 
@@ -115,7 +116,8 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
                               "real_fake_train": [sum(1 for _, y, _ in train_set if y == 0),
                                                   sum(1 for _, y, _ in train_set if y == 1)],
                               "attribution": attribution, "target": target,
-                              "features": source.describe(spec.name, encoder_id)},
+                              "features": source.describe(spec.name, encoder_id),
+                              "provenance": dataset_provenance(spec, ("train", "val"))},
             "synthetic": bool(spec.name.startswith("synthetic"))}
     if card["synthetic"]:
         card["warning"] = SYNTHETIC_WARNING
@@ -129,6 +131,17 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
         probe.card["calibration"] = fit_calibration(val_clips, {"dataset": spec.name, "split": "val",
                                                                 "target": target}).to_card()
     return save_probe(probe, out_dir), probe
+
+
+def dataset_provenance(spec: DatasetSpec, splits: tuple[str, ...]) -> dict | None:
+    """For generated AV-Deepfake1M-style sets: per split, the families, identities, voices and
+    real source files the clips were made of (research.sources.provenance); None otherwise."""
+    if spec.format != "av1m":
+        return None
+    records = {split: json.loads((spec.base / spec.splits[split]).read_text()) for split in splits}
+    if not all("identity" in r for rows in records.values() for r in rows):
+        return None
+    return {split: provenance(rows) for split, rows in records.items()}
 
 
 def load_scorer_ref(ref: str):

@@ -126,3 +126,14 @@ def test_a_tampered_fetched_copy_is_refused(tmp_path, monkeypatch):
             sources.source_path("carphone")
     finally:
         sources.source_path.cache_clear()
+
+
+def test_provenance_lists_families_people_and_source_files():
+    records = [{"family": "poisson", "identity": "lfw003", "voice": "en-us", "speech_source": None, "bed": "sax"},
+               {"family": None, "identity": "grace_hopper", "voice": "heath-ledger", "speech_source": "heath-ledger",
+                "bed": None}]
+    described = sources.provenance(records)
+    assert described["families"] == ["poisson", "real"] and described["clips"] == 2
+    assert described["identities"] == ["grace_hopper", "lfw003"] and described["voices"] == ["en-us", "heath-ledger"]
+    assert [s["id"] for s in described["sources"]] == ["lfw-subset", "grace-hopper", "heath-ledger", "sax"]
+    assert all(len(s["sha256"]) == 64 for s in described["sources"])

@@ -41,9 +41,11 @@ from models.media import decode, file_sha256
 from models.timing import SAMPLE_RATE, STEP_RATE, step_centre
 from research.datasets import load_dataset_spec
 from research.generator import HELDOUT_VOICES, WORDS, pretraining_voices, speech
+from research.sources import load_audio, manifest, sources
 
 Progress = Callable[[int, int, float], None] | None  # (step, total, loss)
 SPLICES_PER_UTTERANCE = 3  # training variants drawn from each utterance
+RECORDED_SHARE = 4  # one recorded piece for every 4 espeak utterances
 PRETEXTS = {
     "selfblend": "self-blended faces: real face crops blended inside a random feathered ellipse with a re-rendered "
                  "copy of themselves (resampled, colour-shifted, JPEG, shifted); per-cell target on the last map",
@@ -96,6 +98,30 @@ def real_utterances(n: int, seed: int, voices: tuple[str, ...]) -> list[tuple[np
         lead = np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE), np.float32)
         out.append((np.concatenate([lead, audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32)]), voice, speed,
                     pitch))
+    return out
+
+
+def recorded_utterances(n: int, seed: int) -> list[tuple[np.ndarray, None, int, int]]:
+    """`n` pieces (2.5–5 s) of the real speech recordings of the training split, each at a
+    random level, half of them over a noise or music bed, with the generator's silences: real
+    human voices in the pool, so a real recording is not new to the encoder."""
+    rng = np.random.default_rng(seed)
+    recordings = [load_audio(s.id) for s in sources("speech", "train")]
+    music = [load_audio(s.id) for s in sources("music", "train")]
+    out = []
+    for _ in range(n):
+        recording = recordings[int(rng.integers(len(recordings)))]
+        length = min(len(recording), int(rng.uniform(2.5, 5.0) * SAMPLE_RATE))
+        start = int(rng.integers(0, len(recording) - length + 1))
+        piece = recording[start:start + length] * rng.uniform(0.5, 1.5)
+        if rng.random() < 0.5:
+            bed = rng.standard_normal(length) if rng.random() < 0.5 else np.resize(music[int(rng.integers(len(music)))],
+                                                                                 length)
+            level = np.sqrt((piece ** 2).mean()) * 10 ** (-rng.uniform(15, 25) / 20)
+            piece = piece + level * bed / (np.sqrt((bed ** 2).mean()) + 1e-9)
+        lead = np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE), np.float32)
+        out.append((np.concatenate([lead, piece.astype(np.float32), np.zeros(int(0.3 * SAMPLE_RATE), np.float32)]),
+                    None, 0, 0))
     return out
 
 
@@ -195,9 +221,16 @@ def self_splice(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Gene
     return out, labels
 
 
-def resynthesised(utterance: tuple[np.ndarray, str, int, int], rng: np.random.Generator, seed: int) -> np.ndarray:
-    """New words in the utterance's voice at another pitch and speed, half the time formant-shifted."""
-    _, voice, speed, pitch = utterance
+def resynthesised(utterance: tuple[np.ndarray, str | None, int, int], rng: np.random.Generator,
+                  seed: int) -> np.ndarray:
+    """New words in the utterance's voice at another pitch and speed, half the time
+    formant-shifted; for a recording (no espeak voice), the recording itself played at
+    another pitch and speed."""
+    audio, voice, speed, pitch = utterance
+    if voice is None:
+        rate = float(rng.uniform(0.8, 1.25))
+        other = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=float(rng.choice([-1, 1]) * rng.uniform(2, 6)))
+        return librosa.effects.time_stretch(other, rate=rate)
     new_pitch = int(np.clip(pitch + rng.choice([-1, 1]) * rng.integers(6, 30), 0, 99))
     new_speed = int(np.clip(speed + rng.choice([-1, 1]) * rng.integers(8, 40), 90, 260))
     other = speech(" ".join(rng.choice(WORDS, size=8)), voice, new_speed, new_pitch, seed)
@@ -370,13 +403,18 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
                     "what": "real (not visually manipulated) steps of the generator's training identities"}
     else:
         voices = pretraining_voices()
-        train = real_utterances(utterances, config.seed, voices)
+        recorded = recorded_utterances(utterances // RECORDED_SHARE, config.seed + 2)
+        train = real_utterances(utterances, config.seed, voices) + recorded
         val = real_utterances(max(20, utterances // 10), config.seed + 1, voices)
         network, metrics = pretrain_selfsplice(spec, train, val, config, progress)
-        material = {"utterances": {"train": len(train), "val": len(val)}, "voices": len(voices),
+        used = [s.id for s in sources("speech", "train") + sources("music", "train")]
+        material = {"utterances": {"train": len(train), "val": len(val), "recorded": len(recorded)},
+                    "voices": len(voices),
                     "what": f"espeak-ng speech of {len(voices)} voices: every English accent with every voice "
                             f"variant, except the held-out ones ({', '.join(HELDOUT_VOICES)}): no held-out accent "
-                            "or variant is heard in pretraining"}
+                            "or variant is heard in pretraining; and pieces of the training split's real speech "
+                            "recordings (over noise or music half the time); no held-out speaker is heard",
+                    "sources": manifest(used)}
     card = {"pretext": PRETEXTS[spec.family], "material": material, "config": config.to_dict(),
             "metrics": metrics, "synthetic": True,
             "warning": "trained on synthetic material; knowledge of blending and splicing artefacts only, "

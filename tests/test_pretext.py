@@ -104,3 +104,16 @@ def test_missing_project_weights_say_how_to_get_them(register):
     register(replace(get_spec("selfblend-cnn"), id="absent-blend", weights="absent-blend.safetensors"))
     with pytest.raises(AnalysisError, match="pretrain absent-blend"):
         create_encoder("absent-blend")
+
+
+def test_recorded_utterances_are_real_training_speech_and_splice_like_espeak_ones():
+    from research.pretext import recorded_utterances, resynthesised, self_splice
+
+    pieces = recorded_utterances(4, seed=3)
+    assert len(pieces) == 4 and all(voice is None for _, voice, _, _ in pieces)
+    assert all(2.5 <= len(audio) / SAMPLE_RATE <= 5.9 and np.isfinite(audio).all() for audio, *_ in pieces)
+    other = resynthesised(pieces[0], np.random.default_rng(1), 5)
+    assert len(other) > 0 and np.isfinite(other).all()
+    spliced, labels = self_splice(pieces[0], np.random.default_rng(2), 7, pieces[1:])
+    assert spliced.shape == pieces[0][0].shape and 0 < labels.sum() < len(labels)
+    assert not np.array_equal(spliced, pieces[0][0])

@@ -2,7 +2,8 @@
 files (the report and the CLI write them). Non-interactive backend only.
 
 Artists carry gids so tests can find them: "true-segment", "predicted-segment",
-"peak-marker", "logit-curve", "proba-curve", "mel", "mel-zoom", "peak-frame".
+"peak-marker", "logit-curve", "proba-curve", "mel", "mel-zoom", "peak-frame", and in the
+audio attribution figure "attribution" and "explained-step".
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.gridspec import GridSpecFromSubplotSpec  # noqa: E402
 
+from explain.audio_attribution import AudioAttribution  # noqa: E402
 from explain.temporal import TemporalExplanation  # noqa: E402
 from models.cache import atomic_write
+from models.errors import AnalysisError
 from models.media import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
 
@@ -102,8 +105,13 @@ def _curves(score_ax, proba_ax, explanation: TemporalExplanation) -> None:
     proba_ax.set_xlabel("time (s)")
 
 
+def draw_mel(ax, mel: np.ndarray, cmap: str = "magma") -> None:
+    """A (N_MELS, frames) spectrogram on the axes' seconds axis (frame j centred at j · hop)."""
+    ax.imshow(mel, origin="lower", aspect="auto", cmap=cmap, extent=mel_extent(mel.shape[1]), gid="mel")
+
+
 def _mel_panel(ax, mel: np.ndarray, explanation: TemporalExplanation) -> None:
-    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=mel_extent(mel.shape[1]), gid="mel")
+    draw_mel(ax, mel)
     _shade(ax, explanation)
     for peak in explanation.peaks:
         ax.axvline(peak / STEP_RATE, color="white", lw=0.8, ls=":")
@@ -143,6 +151,35 @@ def _peak_frames(figure: Figure, cell, frames: np.ndarray, explanation: Temporal
         ax.set_title(f"▼ {peak / STEP_RATE:.2f} s: {verdict} ({probability:.2f})", fontsize=8,
                      color=TRUE_COLOUR if verdict == "fake" else "#2a9d55")
         ax.axis("off")
+
+
+def audio_attribution_figure(audio: np.ndarray, attribution: AudioAttribution, title: str | None = None) -> Figure:
+    """The clip's log-mel spectrogram in grey with the time–frequency attribution over it
+    (jet colours, opaque where high) and the explained step shaded; below, the step logits."""
+    mel = log_mel(audio)
+    if mel.shape != attribution.attribution.shape:
+        raise AnalysisError(f"the attribution ({attribution.attribution.shape}) does not fit this clip's "
+                            f"spectrogram ({mel.shape}).")
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
+    mel_ax, score_ax = figure.subplots(2, 1, sharex=True, height_ratios=[2.2, 1.0])
+    draw_mel(mel_ax, mel, cmap="gray")
+    colours = matplotlib.colormaps["jet"](attribution.attribution)
+    colours[..., 3] = 0.85 * attribution.attribution
+    mel_ax.imshow(colours, origin="lower", aspect="auto", extent=mel_extent(mel.shape[1]), gid="attribution")
+    mel_ax.set_ylabel(f"mel ({N_MELS})")
+    target = "pooled clip score" if attribution.step is None else f"step {attribution.step}"
+    mel_ax.set_title(title or f"{attribution.probe_id}: what drove the {target}", fontsize=10, loc="left")
+    times = np.arange(len(attribution.logits)) / STEP_RATE
+    score_ax.plot(times, attribution.logits, color=MODALITY_COLOURS["audio"], lw=1.2, gid="logit-curve")
+    score_ax.axhline(0.0, color="#777777", ls="--", lw=0.8)
+    if attribution.step is not None:
+        span = (attribution.step / STEP_RATE, (attribution.step + 1) / STEP_RATE)
+        mel_ax.axvspan(*span, color="white", alpha=0.3, lw=0, gid="explained-step")
+        score_ax.axvspan(*span, color="#999999", alpha=0.3, lw=0, gid="explained-step")
+    score_ax.set_ylabel("score")
+    score_ax.set_xlabel("time (s)")
+    score_ax.set_xlim(0, len(attribution.logits) / STEP_RATE)
+    return figure
 
 
 def save_figure(figure: Figure, path_stem: str | Path, formats: tuple[str, ...] = ("png", "svg"),

@@ -26,7 +26,7 @@ from torch import nn
 from explain.explainers import DEFAULT_EXPLAINER, Explainer, get_explainer, gradcam_target
 from explain.temporal import top_peaks
 from models.analysis import AnalysisResult
-from models.encoders import get_encoder, takes_face_crops
+from models.encoders import Encoder, get_encoder, takes_face_crops
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.faces import FACE_CROP_SIZE, CropGeometry
@@ -118,20 +118,27 @@ def spatial_probes(result: AnalysisResult) -> list[str]:
     return [pid for pid, r in result.probes.items() if takes_face_crops(r.encoder_id)]
 
 
-def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder, LinearProbe]:
-    """The frame encoder and probe behind one probe of an analysis, or a clear error."""
+def probe_encoder(result: AnalysisResult, probe_id: str) -> tuple[Encoder, LinearProbe]:
+    """The encoder (with the weights and precision the analysis ran with) and the probe behind
+    one probe of an analysis, or a clear error."""
     if probe_id not in result.probes:
         raise AnalysisError(f"probe {probe_id!r} was not part of this analysis.")
     probe_result = result.probes[probe_id]
-    settings = result.options.settings if result.options else None  # the weights and precision it ran with
+    settings = result.options.settings if result.options else None
     encoder = get_encoder(probe_result.encoder_id, settings.weights_for(probe_result.encoder_id) if settings else None,
                           settings.precision if settings else "auto")
+    return encoder, probe_result.probe
+
+
+def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder, LinearProbe]:
+    """The frame encoder and probe behind one probe of an analysis, or a clear error."""
+    encoder, probe = probe_encoder(result, probe_id)
     if not isinstance(encoder, FrameEncoder):
-        raise AnalysisError(f"probe {probe_id} runs on {probe_result.encoder_id}, which has no image input; "
-                            "spatial explanations need a face-crop image encoder (CLIP, FSFM, self-blend CNN).")
+        raise AnalysisError(f"probe {probe_id} runs on {result.probes[probe_id].encoder_id}, which has no image "
+                            "input; spatial explanations need a face-crop image encoder (CLIP, FSFM, self-blend CNN).")
     if result.clip is None or result.face_track is None:
         raise AnalysisError("this analysis kept no frames or face track to explain.")
-    return encoder, probe_result.probe
+    return encoder, probe
 
 
 def explain_spatial(result: AnalysisResult, probe_id: str, steps: list[int] | None = None, k: int = 3,

@@ -154,7 +154,7 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     thresholds = [v.calibrated.calibration.threshold for v in verdicts]
     p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
     above = [p >= t for p, t in zip(probabilities, thresholds)]
-    below = [_log_odds(t) - _log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
+    below = [log_odds(t) - log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
     if out_of_range is not None:
         label, reason = "uncertain", out_of_range
     elif any(above) and any(below):
@@ -172,9 +172,10 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     return entry
 
 
-def _log_odds(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return float(np.log(p / (1 - p)))
+def log_odds(p: np.ndarray | float) -> np.ndarray:
+    """log(p / (1 − p)), elementwise, with p kept 1e-9 away from 0 and 1."""
+    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
 
 
 def _sync_modality(result: AnalysisResult) -> dict:

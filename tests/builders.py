@@ -1,5 +1,6 @@
 """Small labelled datasets written in the real formats, with known audio manipulations:
-a fake clip has one segment re-voiced (another pitch, timbre and syllable rate)."""
+a fake clip has one segment re-voiced (another pitch, timbre and syllable rate); and tiny
+random-init encoders of every face-crop family, for the explanation tests."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
+from models.encoders import EncoderSpec
 from models.media import write_test_clip
 from models.timing import SAMPLE_RATE
+
+TINY_VIT = {"patch_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
+TINY_CLIP = {"embed_dim": 24, "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32,
+                                             "head_width": 16},
+             "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 16, "heads": 2, "layers": 1}}
+
+
+def register_tiny_face_encoders(register, folder: Path) -> list[str]:
+    """Register tiny random-init ViTs of both families (timm FSFM, open_clip CLIP) through the
+    `register` fixture (open_clip's config written to `folder`); returns their ids and the
+    project CNN's random twin: one encoder of every face-crop family."""
+    import open_clip  # lazy: about 2 s to import, only the explanation tests need it
+
+    (folder / "tiny-clip-spatial.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder)
+    register(EncoderSpec("tiny-fsfm-spatial", "fsfm", "face", "random", 32, None, TINY_VIT, seed=1))
+    register(EncoderSpec("tiny-clip-spatial", "clip", "face", "random", 24, None,
+                         {"model_name": "tiny-clip-spatial"}, seed=1))
+    return ["tiny-fsfm-spatial", "tiny-clip-spatial", "random-selfblend-cnn"]
 
 
 def voice(duration_s: float, pitch: float, rate_hz: float, decay: float, seed: int) -> np.ndarray:

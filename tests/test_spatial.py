@@ -1,8 +1,6 @@
 """Spatial explanations: Grad-CAM on ViT token grids and CNN maps, crop geometry, sanity check."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -26,24 +24,13 @@ from models.errors import AnalysisError
 from models.faces import CropGeometry
 from models.probes import LinearProbe, random_probe
 from models.settings import Settings
-
-TINY_VIT = {"patch_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}
-TINY_CLIP = {"embed_dim": 24, "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32,
-                                             "head_width": 16},
-             "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 16, "heads": 2, "layers": 1}}
+from tests.builders import TINY_VIT, register_tiny_face_encoders
 
 
 @pytest.fixture()
 def tiny_encoders(register, tmp_path):
     """Tiny random-init ViTs of both families Grad-CAM supports, registered for one test."""
-    import open_clip
-
-    (tmp_path / "tiny-clip-spatial.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(tmp_path)
-    register(EncoderSpec("tiny-fsfm-spatial", "fsfm", "face", "random", 32, None, TINY_VIT, seed=1))
-    register(EncoderSpec("tiny-clip-spatial", "clip", "face", "random", 24, None,
-                         {"model_name": "tiny-clip-spatial"}, seed=1))
-    return ["tiny-fsfm-spatial", "tiny-clip-spatial", "random-selfblend-cnn"]
+    return register_tiny_face_encoders(register, tmp_path)
 
 
 @pytest.mark.parametrize("method", list_explainers())

@@ -7,12 +7,16 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
 from torch import nn
 
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.probes import LinearProbe
 from models.timing import STEP_RATE
+
+BLUR_SIGMA_FRACTION = 1 / 8  # the blurred crop's Gaussian sigma as a share of the crop side
+LOGIT_BATCH = 16
 
 
 @dataclass
@@ -57,3 +61,24 @@ def to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
     out = np.stack([cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
     peaks = out.reshape(len(out), -1).max(1)
     return out / np.where(peaks > 0, peaks, 1.0)[:, None, None]
+
+
+def blurred_crops(crops: np.ndarray) -> np.ndarray:
+    """Heavily blurred copies of (N, H, W, 3) uint8 crops (sigma = H/8): the "nothing to see"
+    reference that integrated gradients start from and occlusion and deletion fill in with."""
+    sigma = BLUR_SIGMA_FRACTION * crops.shape[1]
+    return np.stack([cv2.GaussianBlur(crop, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+                     for crop in crops])
+
+
+def crop_logits(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
+                network: nn.Module | None = None) -> np.ndarray:
+    """The probe's step logits (N,) of (N, H, W, 3) uint8 crops through the encoder's network
+    (or `network`), in batches of LOGIT_BATCH, without gradients."""
+    network = network or encoder.torch_module()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(crops), LOGIT_BATCH):
+            pixels = encoder.preprocess(crops[start:start + LOGIT_BATCH])
+            out.append(probe.torch_logits(network(pixels)).float().numpy())
+    return np.concatenate(out)

@@ -1,7 +1,12 @@
 """Grad-CAM: captum's LayerGradCam of a probe's step logit with respect to a layer of the
 encoder. For ViTs (timm: FSFM; open_clip: CLIP) the layer is the last block's
 pre-attention LayerNorm with the patch tokens reshaped to their grid (prefix tokens
-dropped); for CNNs the layer the network names (its last convolutional stage)."""
+dropped); for CNNs the layer the network names (its last convolutional stage).
+
+`gradcam-mid` looks at the middle of the network instead: the pre-attention LayerNorm of
+block (depth - 1) // 2 of a ViT (the 6th of 12, the 12th of 24), or the output of the middle
+one of the blocks a CNN names (`gradcam_blocks[(len - 1) // 2]`: the 2nd stage of the
+self-blend CNN's four, its 28 × 28 map, twice as fine as the last stage's 14 × 14)."""
 from __future__ import annotations
 
 import contextlib
@@ -33,21 +38,30 @@ class GradCamTarget:
     attention_sequence_first: bool = False
 
 
-def gradcam_target(network: nn.Module) -> GradCamTarget:
+def gradcam_target(network: nn.Module, middle: bool = False) -> GradCamTarget:
     """The Grad-CAM layer of a supported network (timm ViT, open_clip ViT, or a network
-    that names its own `gradcam_layer` and `gradcam_blocks`)."""
+    that names its own `gradcam_layer` and `gradcam_blocks`): the last block's, or with
+    `middle` the middle block's."""
     if hasattr(network, "gradcam_layer"):
-        return GradCamTarget(network.gradcam_layer, network.gradcam_blocks)
+        blocks = network.gradcam_blocks
+        return GradCamTarget(_middle_block(blocks) if middle else network.gradcam_layer, blocks)
     if hasattr(network, "blocks") and hasattr(network, "patch_embed"):  # timm VisionTransformer
-        return GradCamTarget(network.blocks[-1].norm1, network.blocks, tuple(network.patch_embed.grid_size),
+        block = _middle_block(network.blocks) if middle else network.blocks[-1]
+        return GradCamTarget(block.norm1, network.blocks, tuple(network.patch_embed.grid_size),
                              network.num_prefix_tokens)
     transformer = getattr(network, "transformer", None)
     if transformer is not None and hasattr(transformer, "resblocks"):  # open_clip VisionTransformer
-        return GradCamTarget(transformer.resblocks[-1].ln_1, transformer.resblocks, tuple(network.grid_size), 1,
+        block = _middle_block(transformer.resblocks) if middle else transformer.resblocks[-1]
+        return GradCamTarget(block.ln_1, transformer.resblocks, tuple(network.grid_size), 1,
                              not getattr(transformer, "batch_first", True), attention_sequence_first=True)
     raise AnalysisError(f"Grad-CAM does not know where to look in {type(network).__name__}.",
                         hint="Spatial explanations support ViT (timm, open_clip) and CNN encoders that name their "
                              "gradcam_layer.")
+
+
+def _middle_block(blocks: nn.Module) -> nn.Module:
+    """Block (depth - 1) // 2 of a stack: the middle one (the first of the two middle ones)."""
+    return blocks[(len(blocks) - 1) // 2]
 
 
 class _GridTap(nn.Module):
@@ -104,21 +118,30 @@ def _parent_of(network: nn.Module, layer: nn.Module) -> tuple[nn.Module, str]:
 
 
 class GradCam(Explainer):
-    """Grad-CAM (captum's LayerGradCam) of the probe's step logit at the target layer, batched."""
+    """Grad-CAM (captum's LayerGradCam) of the probe's step logit at the last block, batched."""
 
     name = "gradcam"
+    middle = False
 
     def attribute(self, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
                   network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return grad_cam(encoder, probe, crops, network)
+        return grad_cam(encoder, probe, crops, network, self.middle)
+
+
+class GradCamMid(GradCam):
+    """Grad-CAM at the middle block: earlier, finer features than the last block's."""
+
+    name = "gradcam-mid"
+    middle = True
 
 
 def grad_cam(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
-             network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+             network: nn.Module | None = None, middle: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM maps (N, crop, crop) in 0..1 and the step logits (N,) for face crops
-    (N, H, W, 3), batched; `network` replaces the encoder's (for the sanity check)."""
+    (N, H, W, 3), batched; `network` replaces the encoder's (for the sanity check), `middle`
+    looks at the middle block instead of the last."""
     network = network or encoder.torch_module()
-    target = gradcam_target(network)
+    target = gradcam_target(network, middle)
 
     logits: list[np.ndarray] = []
 

@@ -345,7 +345,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if step % 50 == 0 or step == total:
             print(f"step {step:5d}/{total}  loss {loss:.4f}", file=sys.stderr, flush=True)
 
-    config = PretextConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    config = PretextConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                           init=args.init)
     path = pretrain(args.encoder, args.data, args.out, config, args.utterances, progress=report)
     print(f"wrote {path} and {path.with_suffix('.safetensors')}: {json.loads(path.read_text())['metrics']}")
     return 0
@@ -502,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--batch-size", type=int, default=32)
     pretrain.add_argument("--lr", type=float, default=5e-4)
     pretrain.add_argument("--seed", type=int, default=7)
+    pretrain.add_argument("--init", help="continue from these weights (e.g. assets/encoders/selfsplice-gru.safetensors)")
     pretrain.add_argument("--utterances", type=int, default=600,
                           help="speech pretraining: utterances to synthesise from the wide voice pool "
                                "(every English espeak-ng accent × voice variant but the held-out ones)")

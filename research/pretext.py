@@ -34,7 +34,7 @@ from torch import nn
 
 from models.encoders import get_spec
 from models.encoders.base import ClipInputs, EncoderSpec
-from models.encoders.project import BlendCNN, SpliceNet, crop_pixels, splice_net_input
+from models.encoders.project import BlendCNN, SpliceNet, crop_pixels, load_project_weights, splice_net_input
 from models.errors import AnalysisError
 from models.faces import track_faces
 from models.media import decode, file_sha256
@@ -62,6 +62,7 @@ class PretextConfig:
     lr: float = 5e-4
     seed: int = 7
     blended_share: float = 0.6  # share of each batch that is blended / spliced
+    init: str | None = None  # continue from these weights (a project encoder's safetensors) instead of from scratch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,12 +242,20 @@ def resynthesised(utterance: tuple[np.ndarray, str | None, int, int], rng: np.ra
 
 # -- training --------------------------------------------------------------------------------
 
+def initial_network(network: nn.Module, spec: EncoderSpec, config: PretextConfig) -> nn.Module:
+    """The network to train: as initialised, or with `config.init`'s weights (checked against
+    their card) to continue an earlier pretraining on new material."""
+    if config.init:
+        load_project_weights(network, spec, config.init)
+    return network
+
+
 def pretrain_selfblend(spec: EncoderSpec, train_crops: np.ndarray, val_crops: np.ndarray,
                        config: PretextConfig, progress: Progress = None) -> tuple[nn.Module, dict]:
     """Train the CNN and a per-cell head (1×1 conv on its last map) on self-blended crops;
     returns the CNN and metrics."""
     torch.manual_seed(config.seed)  # before the layers are built: their initial weights follow the seed
-    network = BlendCNN(tuple(spec.arch["widths"]))
+    network = initial_network(BlendCNN(tuple(spec.arch["widths"])), spec, config)
     head = nn.Conv2d(spec.arch["widths"][-1], 1, 1)
     size = spec.arch["input_size"]
     grid = size // 8  # three stride-2 stages
@@ -284,7 +293,7 @@ def pretrain_selfsplice(spec: EncoderSpec, train_utterances: list, val_utterance
                         config: PretextConfig, progress: Progress = None) -> tuple[nn.Module, dict]:
     """Train the conv + GRU and a per-step head on self-spliced utterances."""
     torch.manual_seed(config.seed)  # before the layers are built: their initial weights follow the seed
-    network = SpliceNet(**spec.arch)
+    network = initial_network(SpliceNet(**spec.arch), spec, config)
     head = nn.Linear(2 * spec.arch["hidden"], 1)
     rng = np.random.default_rng(config.seed)
     started = time.time()
@@ -416,6 +425,8 @@ def pretrain(encoder_id: str, data: str, out_dir: str | Path, config: PretextCon
                             "recordings (over noise or music half the time); no held-out speaker is heard",
                     "sources": manifest(used)}
     card = {"pretext": PRETEXTS[spec.family], "material": material, "config": config.to_dict(),
+            "continued_from": {"weights": Path(config.init).name, "sha256": file_sha256(config.init)}
+            if config.init else None,
             "metrics": metrics, "synthetic": True,
             "warning": "trained on synthetic material; knowledge of blending and splicing artefacts only, "
                        "not a real-world detector"}

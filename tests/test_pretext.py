@@ -11,7 +11,9 @@ import torch
 from models.encoders import create_encoder, get_spec
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE
+from models.encoders.project import SpliceNet
 from research.pretext import (
+    initial_network,
     PretextConfig,
     padded_batch,
     pretrain_selfblend,
@@ -98,6 +100,11 @@ def test_splice_net_trains_and_encodes_at_25_hz(register, tmp_path, face_clip):
     features = extract_features(face_clip, ["tiny-splice"], AnalysisOptions(
         cache=None, settings=Settings(weights={"tiny-splice": str(tmp_path / "tiny-splice.safetensors")})))
     assert features.features["tiny-splice"].shape == (50, 8)
+    # continued pretraining starts from the saved weights, not from a fresh initialisation
+    continued = PretextConfig(steps=1, batch_size=2, init=str(tmp_path / "tiny-splice.safetensors"), seed=99)
+    start = initial_network(SpliceNet(**spec.arch), spec, continued)
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(start.state_dict()[name], value.half().float())
 
 
 def test_missing_project_weights_say_how_to_get_them(register):

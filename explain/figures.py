@@ -23,7 +23,7 @@ from models.errors import AnalysisError
 from models.media import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
 
-MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "frame": "#138d90",
+MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "visual": "#2a9d55", "frame": "#138d90",
                     "audio-visual": "#e67e22", "fusion": "#222222"}
 TRUE_COLOUR = "#d62728"
 ZOOM_HALF_WIDTH_S = 0.5
@@ -179,6 +179,30 @@ def audio_attribution_figure(audio: np.ndarray, attribution: AudioAttribution, t
     score_ax.set_ylabel("score")
     score_ax.set_xlabel("time (s)")
     score_ax.set_xlim(0, len(attribution.logits) / STEP_RATE)
+    return figure
+
+
+def modality_figure(ablation: dict) -> Figure:
+    """The cross-modal ablation over time: each modality's calibrated evidence, the fused
+    evidence, and what the fused evidence loses when each modality is set to neutral."""
+    times = np.asarray(ablation["times"])
+    figure = Figure(figsize=(11, 3.4), layout="constrained")
+    evidence_ax, share_ax = figure.subplots(2, 1, sharex=True)
+    for modality, values in ablation["evidence"].items():
+        evidence_ax.plot(times, values, color=MODALITY_COLOURS.get(modality, "#555555"), lw=1.1, label=modality,
+                         gid=f"evidence-{modality}")
+    evidence_ax.plot(times, ablation["fused"], color="black", lw=1.4, label="fused", gid="evidence-fused")
+    evidence_ax.axhline(0.0, color="#777777", ls="--", lw=0.8)
+    evidence_ax.set_ylabel("log-odds\nabove threshold", fontsize=8)
+    evidence_ax.legend(fontsize=7, loc="upper right", ncols=4)
+    for modality, values in ablation["contributions"].items():
+        share_ax.plot(times, values, color=MODALITY_COLOURS.get(modality, "#555555"), lw=1.1,
+                      gid=f"contribution-{modality}")
+    share_ax.axhline(0.0, color="#777777", ls="--", lw=0.8)
+    share_ax.set_ylabel("lost when\nablated", fontsize=8)
+    share_ax.set_xlabel("time (s)")
+    evidence_ax.set_title("Where the evidence comes from: each modality, fused, and each one ablated", fontsize=10,
+                          loc="left")
     return figure
 
 

@@ -8,14 +8,53 @@ from pathlib import Path
 
 import cv2
 
-from explain.figures import save_figure, temporal_figure
+from explain.audio_attribution import AudioAttribution, explain_audio
+from explain.faithfulness import explanation_faithfulness, temporal_faithfulness
+from explain.figures import audio_attribution_figure, modality_figure, save_figure, temporal_figure
+from explain.modality import modality_contributions
 from explain.spatial import Heatmap, SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal
 from explain.truth import read_truth
-from explain.verdict import build_verdict
+from explain.verdict import build_verdict, probe_verdict
 from models.analysis import AnalysisResult
 from models.cache import atomic_write
+from models.calibration import Calibration
+from models.encoders import get_spec
 from models.probes import safe_name
+
+AUDIO_ATTRIBUTION_MAX_S = 30.0  # integrated gradients over the log-mel: about 0.6 s and 15 MB per second of audio
+
+
+def audio_probes(result: AnalysisResult) -> list[str]:
+    """The probes of an analysis with a time–frequency attribution (log-mel encoders)."""
+    return [pid for pid, r in result.probes.items() if get_spec(r.encoder_id).family == "selfsplice"]
+
+
+def explanation_measures(result: AnalysisResult, spatial: list[SpatialExplanation]) -> tuple[dict, list[AudioAttribution]]:
+    """How faithful each explanation is (deletion/insertion against a random order, one
+    number per explanation), the per-step modality ablation, and the audio probes'
+    time–frequency attributions (for clips up to AUDIO_ATTRIBUTION_MAX_S)."""
+    temporal = {pid: temporal_faithfulness(r.scores.logits, calibration=Calibration.from_card(r.card)).summary()
+                for pid, r in result.probes.items() if len(r.scores.logits)}
+    spatial_faith = {}
+    for explanation in spatial:
+        if get_spec(explanation.encoder_id).source == "project" and explanation.heatmaps:
+            spatial_faith[explanation.probe_id] = explanation_faithfulness(result, explanation).summary()
+        else:
+            spatial_faith[explanation.probe_id] = {"skipped": "deletion/insertion runs the encoder 34 times per "
+                                                              "crop: measured for the small project encoders only"}
+    counted = {v.group for v in (probe_verdict(r) for r in result.probes.values()) if not v.baseline}
+    modality = modality_contributions(result).to_dict() if len(counted) > 1 else None
+    short = result.clip is not None and result.clip.audio is not None \
+        and result.media.duration_s <= AUDIO_ATTRIBUTION_MAX_S
+    attributions = [explain_audio(result, pid) for pid in audio_probes(result)] if short else []
+    measures = {"faithfulness": {"temporal": temporal, "spatial": spatial_faith,
+                                 "definition": "(insertion AUC - deletion AUC) - the same for a random order; "
+                                               "0: no better than chance"},
+                "modality_ablation": modality,
+                "audio_attribution": [a.to_dict() for a in attributions] if short else
+                {"skipped": f"clip longer than {AUDIO_ATTRIBUTION_MAX_S:.0f} s"}}
+    return measures, attributions
 
 
 def _write_png(path: Path, image) -> None:
@@ -44,6 +83,7 @@ def build_report(result: AnalysisResult, truth: dict | None = None,
     return report, explanations, spatial
 
 
+
 @dataclass
 class WrittenReport:
     """The files `write_report` wrote: every path by name, and each heatmap with its overlay."""
@@ -59,6 +99,7 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
     (heatmap_PROBE_STEP.png) into `out_dir`."""
     out_dir = Path(out_dir)
     report, explanations, spatial = build_report(result, truth, spatial_steps)
+    report["explanation_measures"], attributions = explanation_measures(result, spatial)
     paths = {"report": atomic_write(out_dir / "report.json",
                                     lambda tmp: tmp.write_text(json.dumps(report, indent=1, allow_nan=False)))}
     heatmaps = []
@@ -73,4 +114,10 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
                              title=f"{result.media.name} — {result.media.duration_s:.2f} s")
     png, svg = save_figure(figure, out_dir / "temporal")
     paths.update({"temporal_png": png, "temporal_svg": svg})
+    for attribution in attributions:
+        name = f"audio_attribution_{safe_name(attribution.probe_id)}"
+        paths[name] = save_figure(audio_attribution_figure(clip.audio, attribution), out_dir / name, ("png",))[0]
+    if report["explanation_measures"]["modality_ablation"] is not None:
+        paths["modality"] = save_figure(modality_figure(report["explanation_measures"]["modality_ablation"]),
+                                        out_dir / "modality", ("png",))[0]
     return WrittenReport(paths, heatmaps, report)

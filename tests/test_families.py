@@ -137,3 +137,14 @@ def test_provenance_lists_families_people_and_source_files():
     assert described["identities"] == ["grace_hopper", "lfw003"] and described["voices"] == ["en-us", "heath-ledger"]
     assert [s["id"] for s in described["sources"]] == ["lfw-subset", "grace-hopper", "heath-ledger", "sax"]
     assert all(len(s["sha256"]) == 64 for s in described["sources"])
+
+
+def test_cli_generates_chosen_families(tmp_path):
+    from tests.cli_runner import run_cli
+
+    run = run_cli("generate", "--kind", "families", "--family", "colour", "--family", "formant", "--n", "1",
+                  "--seed", "9", "--out", tmp_path, "--split", "s")
+    assert run.returncode == 0, run.stderr
+    records = json.loads((tmp_path / "s_metadata.json").read_text())
+    assert [r["family"] for r in records] == ["colour", "formant", None]
+    assert all((tmp_path / r["file"]).stat().st_size > 1000 for r in records)

@@ -94,3 +94,24 @@ def test_verdict_benchmark_runs_and_reports_every_figure(tmp_path):
     assert {"offset_error_median_s", "false_alarm_unshifted", "judged_clips"} <= set(report["sync"])
     assert report["long_real_clip"]["label"] in ("real", "fake", "uncertain")
     assert "Real clips called fake" in run.stdout
+
+
+@pytest.mark.slow
+def test_generalisation_benchmark_leads_with_real_recordings_and_prints_the_matrix(tmp_path):
+    out = tmp_path / "generalisation.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_generalisation", "--quick", "--data",
+                          str(tmp_path / "data"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=1500)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    assert lines[1].startswith("## 1. False-fake rate on real recordings")
+    for modality in ("audio", "visual"):
+        real = report["shipped"][modality]["false_fake_real_recordings"]
+        assert real["clips"] >= 2 and all(0 <= real[k] <= 1 for k in ("single", "60s", "600s"))
+        rows = report["lofo"][modality]
+        assert set(rows) - {"mean"}, modality
+        for family, row in rows.items():
+            if family != "mean":
+                assert 0 <= row["binary"]["video_auc"] <= 1 and 0 <= row["one_class"]["video_auc"] <= 1
+                assert f"{modality:8s} {family:11s}" in run.stdout

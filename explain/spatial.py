@@ -23,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from explain.explainers import DEFAULT_EXPLAINER, Explainer, get_explainer, gradcam_target
+from explain.explainers import DEFAULT_EXPLAINER, Explainer, default_explainer, get_explainer, gradcam_target
 from explain.temporal import top_peaks
 from models.analysis import AnalysisResult
 from models.encoders import Encoder, get_encoder, takes_face_crops
@@ -142,10 +142,11 @@ def spatial_encoder(result: AnalysisResult, probe_id: str) -> tuple[FrameEncoder
 
 
 def explain_spatial(result: AnalysisResult, probe_id: str, steps: list[int] | None = None, k: int = 3,
-                    sanity: bool = True, method: str = DEFAULT_EXPLAINER) -> SpatialExplanation:
-    """Heatmaps of one explanation method for `steps` (default: the probe's top-k peaks) of
-    one analysed video, with the randomisation sanity check."""
+                    sanity: bool = True, method: str | None = None) -> SpatialExplanation:
+    """Heatmaps of one explanation method (default: the encoder's shipped one) for `steps`
+    (default: the probe's top-k peaks) of one analysed video, with the randomisation sanity check."""
     encoder, probe = spatial_encoder(result, probe_id)
+    method = method or default_explainer(probe.encoder_id)
     explainer = get_explainer(method)
     if steps is None:
         steps = top_peaks(result.probes[probe_id].scores.logits, k)

@@ -1,7 +1,7 @@
 """Spatial explanation methods behind one interface (`Explainer`), by name: Grad-CAM at the
-last block (`gradcam`, the default) and the middle one (`gradcam-mid`), integrated
+last block (`gradcam`, the default on large encoders) and the middle one (`gradcam-mid`), integrated
 gradients from the blurred crop (`integrated-gradients`) and occlusion by blurred windows
-(`occlusion`). `explain.faithfulness` measures them against a random pixel order.
+(`occlusion`, the default on the project's small encoders: `default_explainer`). `explain.faithfulness` measures them against a random pixel order.
 
     explainer = get_explainer("gradcam")
     maps = explainer(encoder, probe, crops, steps)   # list[StepMap]
@@ -12,13 +12,24 @@ from explain.explainers.base import Explainer, StepMap
 from explain.explainers.gradcam import GradCam, GradCamMid, gradcam_target
 from explain.explainers.integrated_gradients import IntegratedGradients
 from explain.explainers.occlusion import Occlusion
+from models.encoders import get_spec
 from models.errors import AnalysisError
 
-__all__ = ["DEFAULT_EXPLAINER", "Explainer", "StepMap", "get_explainer", "gradcam_target", "list_explainers"]
+__all__ = ["DEFAULT_EXPLAINER", "Explainer", "SMALL_ENCODER_EXPLAINER", "StepMap", "default_explainer", "get_explainer",
+           "gradcam_target", "list_explainers"]
 
 _EXPLAINERS: dict[str, type[Explainer]] = {
     cls.name: cls for cls in (GradCam, GradCamMid, IntegratedGradients, Occlusion)}
-DEFAULT_EXPLAINER = "gradcam"
+DEFAULT_EXPLAINER = "gradcam"  # large encoders: occlusion costs ~200 s a crop on ViT-L/14
+# Measured best on left-out visual families (benchmarks/bench_explanations.py: pointing 0.56
+# against Grad-CAM's 0.50, MAE 0.89 of the frame-centre baseline's against 0.95), about 14x
+# Grad-CAM's cost: the default where that cost is a few seconds, the project's small encoders.
+SMALL_ENCODER_EXPLAINER = "occlusion"
+
+
+def default_explainer(encoder_id: str) -> str:
+    """The shipped method for one encoder: occlusion on the small project encoders, Grad-CAM on the rest."""
+    return SMALL_ENCODER_EXPLAINER if get_spec(encoder_id).source == "project" else DEFAULT_EXPLAINER
 
 
 def list_explainers() -> list[str]:

@@ -88,6 +88,17 @@ def modality_detail(modality: dict) -> str:
     return " ".join(parts)
 
 
+def real_recordings_warning(probe_id: str, card: dict) -> str | None:
+    """A caveat when the probe's card records that it called more real recordings (kept out
+    of its training) fake than the target rate allows; None when it does not, or was not measured."""
+    measured = card.get("metrics", {}).get("generalisation", {}).get("real_recordings")
+    target = card.get("metrics", {}).get("generalisation", {}).get("targets", {}).get("false_fake", 0.05)
+    if not measured or measured.get("single", 0.0) <= target:
+        return None
+    return (f"{probe_id}: on {measured['clips']} real recordings kept out of its training it called "
+            f"{measured['single']:.0%} fake (target {target:.0%}): its 'fake' is weak evidence on real footage")
+
+
 def is_baseline(probe: ProbeResult) -> bool:
     """Random-init encoder or untrained (random) head."""
     return get_spec(probe.encoder_id).source == "random" or probe.card.get("source") == "random" \
@@ -126,6 +137,9 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
         caveats.append("trained on synthetic manipulations only ("
                        + ", ".join(v.probe_id for v in counted if v.synthetic)
                        + "): not evidence about real-world deepfakes")
+    for probe_id, card in ((v.probe_id, result.probes[v.probe_id].card) for v in counted):
+        if (warning := real_recordings_warning(probe_id, card)) is not None:
+            caveats.append(warning)
     if any(not v.calibrated.calibration.fitted for v in counted):
         caveats.append("not calibrated (" + ", ".join(v.probe_id for v in counted if not v.calibrated.calibration.fitted)
                        + "): P(fake) uses the paper's mapping of the length-robust score")

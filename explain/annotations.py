@@ -91,6 +91,25 @@ class AnnotationStore:
         except sa.exc.OperationalError:  # another process or thread created it between check and create
             if not sa.inspect(self.engine).has_table("clicks"):
                 raise
+        if self.is_sqlite:
+            self._never_reuse_ids()
+
+    def _never_reuse_ids(self) -> None:
+        """Move a table made before ids were AUTOINCREMENT (SQLite then hands a deleted last id
+        out again) to one that never reuses an id: every row is copied in one transaction, so
+        a crash leaves either the old table or the new one, never a mix."""
+        with self.engine.begin() as connection:
+            sql = connection.execute(sa.text("SELECT sql FROM sqlite_master WHERE type='table' AND name='clicks'"))
+            if "AUTOINCREMENT" in (sql.scalar() or "").upper():
+                return
+            connection.execute(sa.text("ALTER TABLE clicks RENAME TO clicks_before_autoincrement"))
+            for index in list(self.table.indexes):
+                connection.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+            self.table.create(connection)
+            columns = ", ".join(c.name for c in self.table.columns)
+            connection.execute(sa.text(f"INSERT INTO clicks ({columns}) SELECT {columns} "
+                                       "FROM clicks_before_autoincrement ORDER BY id"))
+            connection.execute(sa.text("DROP TABLE clicks_before_autoincrement"))
 
     def add(self, click: Click) -> int:
         """Store one click (validated) in its own transaction; returns its id."""
@@ -109,6 +128,17 @@ class AnnotationStore:
         for column, value in (("video_sha256", video_sha256), ("video_name", video_name), ("annotator", annotator)):
             if value is not None:
                 query = query.where(self.table.c[column] == value)
+        with self.engine.connect() as connection:
+            return [Click(**row._asdict()) for row in connection.execute(query)]
+
+    def list_for_video(self, video_sha256: str, video_name: str, annotator: str | None = None) -> list[Click]:
+        """One video's clicks: those made on this file (by hash), and imported ones that name it
+        but came without a hash (an ExDDV CSV carries only the file name)."""
+        query = self.table.select().order_by(self.table.c.id).where(sa.or_(
+            self.table.c.video_sha256 == video_sha256,
+            sa.and_(self.table.c.video_sha256.is_(None), self.table.c.video_name == video_name)))
+        if annotator is not None:
+            query = query.where(self.table.c.annotator == annotator)
         with self.engine.connect() as connection:
             return [Click(**row._asdict()) for row in connection.execute(query)]
 
@@ -161,6 +191,7 @@ def _clicks_table(metadata):
         sa.Column("exddv_id", sa.String(64)),
         sa.CheckConstraint("x >= 0 AND x <= 1 AND y >= 0 AND y <= 1", name="normalised_xy"),
         sa.CheckConstraint("difficulty BETWEEN 1 AND 3", name="difficulty_1_3"),
+        sqlite_autoincrement=True,  # a deleted id is never handed out again
     )
 
 
@@ -239,18 +270,23 @@ def import_exddv(store: AnnotationStore, path: str | Path, skip_bad: bool = Fals
 
 
 def exddv_text(clicks: list[Click]) -> str:
-    """ExDDV CSV text: one row per (row id or video, annotator), clicks in insertion order."""
+    """ExDDV CSV text, clicks in insertion order. An ExDDV row holds one note, difficulty and
+    label for many frames, so clicks share a row when they share all of those (and the video,
+    the annotator and an imported row's id): every note is kept. A row made here is named by
+    its first click's id, which is never reused; an imported row keeps its own id, so export,
+    import and export again give the same file."""
     groups: dict[tuple, list[Click]] = {}
     for click in clicks:
-        groups.setdefault((click.exddv_id, click.video_name, click.annotator), []).append(click)
+        key = (click.exddv_id, click.video_name, click.annotator, click.note, click.difficulty, click.dataset,
+               click.manipulation, click.split)
+        groups.setdefault(key, []).append(click)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXDDV_COLUMNS)
-    for index, ((row_id, video, annotator), group) in enumerate(groups.items()):
-        first = group[0]
+    for (row_id, video, annotator, note, difficulty, dataset, manipulation, split), group in groups.items():
         locations = {str(c.frame_index): {"x": c.x, "y": c.y} for c in group}
-        writer.writerow([row_id if row_id is not None else index, annotator, video, first.note, first.dataset,
-                         first.manipulation, json.dumps(locations), first.difficulty, first.split])
+        writer.writerow([row_id if row_id is not None else group[0].id, annotator, video, note, dataset,
+                         manipulation, json.dumps(locations), difficulty, split])
     return buffer.getvalue()
 
 

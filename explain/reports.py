@@ -94,9 +94,10 @@ class WrittenReport:
 
 
 def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
-                 spatial_steps: int = 3) -> WrittenReport:
-    """Write report.json, temporal.png / temporal.svg and the heatmap overlays
-    (heatmap_PROBE_STEP.png) into `out_dir`."""
+                 spatial_steps: int = 3, figures: bool = True) -> WrittenReport:
+    """Write report.json, the heatmap overlays (heatmap_PROBE_STEP.png) and, unless `figures`
+    is False (a later stage of the app's run, whose curves are already drawn), temporal.png /
+    temporal.svg and the audio attribution and modality figures into `out_dir`."""
     out_dir = Path(out_dir)
     report, explanations, spatial = build_report(result, truth, spatial_steps)
     report["explanation_measures"], attributions = explanation_measures(result, spatial)
@@ -109,6 +110,8 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
             image = overlay(result.clip.frames[heatmap.step], heatmap.frame_map)
             paths[name] = atomic_write(out_dir / f"{name}.png", lambda tmp, image=image: _write_png(tmp, image))
             heatmaps.append((heatmap, paths[name]))
+    if not figures:
+        return WrittenReport(paths, heatmaps, report)
     clip = result.clip
     figure = temporal_figure(explanations, audio=clip.audio if clip else None, frames=clip.frames if clip else None,
                              title=f"{result.media.name} — {result.media.duration_s:.2f} s")

@@ -178,3 +178,66 @@ def test_killed_writer_loses_only_its_open_transaction(tmp_path):
     assert store.integrity_check() == "ok"
     store.add(click())  # and the store keeps working
     assert store.count() == 2
+
+
+def _without_ids(text: str) -> list[list[str]]:
+    return [row[1:] for row in csv.reader(text.splitlines())]
+
+
+def test_exddv_export_import_export_is_a_round_trip_that_keeps_every_note(fixtures_dir, tmp_path):
+    """The fixture's rows come back byte for byte (their ids too); clicks made here with
+    different notes stay in separate rows, each with its own note, under distinct ids."""
+    store = AnnotationStore(tmp_path / "a.sqlite")
+    import_exddv(store, fixtures_dir / "exddv" / "sample.csv")
+    store.add_many([click(frame_index=1, note="teeth blur"), click(frame_index=9, note="lip edge"),
+                    click(frame_index=12, note="lip edge")])
+    first = exddv_text(store.list())
+    assert first.startswith((fixtures_dir / "exddv" / "sample.csv").read_text(encoding="utf-8-sig").rstrip("\n"))
+    path = tmp_path / "first.csv"
+    path.write_text(first)
+    again = AnnotationStore(tmp_path / "b.sqlite")
+    import_exddv(again, path)
+    assert exddv_text(again.list()) == first
+    rows = list(csv.DictReader(first.splitlines()))
+    mine = [r for r in rows if r["movie_name"] == "clip.mp4"]
+    assert [r["text"] for r in mine] == ["teeth blur", "lip edge"]
+    assert json.loads(mine[1]["click_locations"]).keys() == {"9", "12"}
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_deleted_ids_are_never_reused(tmp_path):
+    store = AnnotationStore(tmp_path / "a.sqlite")
+    first, last = store.add(click()), store.add(click())
+    assert store.delete(last)
+    assert store.add(click()) > last and first < last
+
+
+def test_a_database_made_before_autoincrement_is_moved_without_losing_a_click(tmp_path):
+    """A clicks table from before (plain INTEGER PRIMARY KEY) is rebuilt on open: same rows,
+    same ids, and from then on a deleted last id is not handed out again."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE clicks (id INTEGER NOT NULL PRIMARY KEY, video_sha256 VARCHAR(64), "
+                           "video_name VARCHAR(1024) NOT NULL, frame_index INTEGER NOT NULL, time FLOAT, x FLOAT NOT "
+                           "NULL, y FLOAT NOT NULL, annotator VARCHAR(256) NOT NULL, note TEXT NOT NULL, difficulty "
+                           "INTEGER NOT NULL, created FLOAT NOT NULL, dataset VARCHAR(256) NOT NULL, manipulation "
+                           "VARCHAR(256) NOT NULL, split VARCHAR(64) NOT NULL, exddv_id VARCHAR(64))")
+        connection.execute("CREATE INDEX ix_clicks_annotator ON clicks (annotator)")
+        connection.executemany("INSERT INTO clicks VALUES (?, NULL, 'v.mp4', ?, NULL, 0.5, 0.5, ?, ?, 1, 0, '', '', "
+                               "'', NULL)", [(i, i, "old", f"note {i}") for i in (1, 2, 7)])
+    store = AnnotationStore(path)
+    assert [(c.id, c.note) for c in store.list(annotator="old")] == [(1, "note 1"), (2, "note 2"), (7, "note 7")]
+    assert store.delete(7) and store.add(click()) == 8
+    assert AnnotationStore(path).count() == 3 and store.integrity_check() == "ok"
+
+
+def test_imported_clicks_belong_to_the_video_they_name(fixtures_dir, tmp_path):
+    """An ExDDV row carries a file name, not a hash: its clicks are listed with that video's
+    own (hashed) clicks, and no other video's."""
+    store = AnnotationStore(tmp_path / "a.sqlite")
+    import_exddv(store, fixtures_dir / "exddv" / "sample.csv")
+    store.add(click(video_name="553_W040.mp4", video_sha256="cd" * 32, frame_index=5))
+    store.add(click(video_name="553_W040.mp4", video_sha256="ef" * 32, frame_index=6))  # another file, same name
+    listed = store.list_for_video("cd" * 32, "553_W040.mp4")
+    assert [c.frame_index for c in listed] == [100, 123, 149, 5]
+    assert [c.frame_index for c in store.list_for_video("cd" * 32, "553_W040.mp4", annotator="ana")] == [5]

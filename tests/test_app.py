@@ -3,12 +3,9 @@ headless Chromium (Debian's package, driven by Playwright)."""
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -19,42 +16,10 @@ import pytest
 
 from explain.annotations import AnnotationStore
 from models.media import write_test_clip
+from tests.app_server import MAX_DURATION_S, ROOT, start_app
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "assets" / "demo"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
-MAX_DURATION_S = 8
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_app(home: Path, **settings: str) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free loopback port with its own home and annotation database
-    (and any further AVXPLAIN_* settings)."""
-    port = free_port()
-    env = {**os.environ, **settings, "AVXPLAIN_HOME": str(home), "GRADIO_SERVER_PORT": str(port),
-           "AVXPLAIN_ANNOTATIONS_DB": str(home / "clicks.sqlite"), "AVXPLAIN_MAX_DURATION_S": str(MAX_DURATION_S),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = (home / "app.log").open("a")
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process, f"http://127.0.0.1:{port}/"
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError((home / "app.log").read_text())
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("the app did not start within 180 s")
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +38,24 @@ def client(app_server):
     return Client(app_server["url"], verbose=False)
 
 
-def analyse(client, path: Path, audio=(), face=(), audio_visual=()):
-    """The page's own analyse event (a session holds its result): one probe list per modality
-    group, in the page's order: audio, audio-visual (the sync scorer), face."""
+def analyse(client, path: Path, *probes: str):
+    """The page's own analyse event (a session holds its result), all probes in the bundled
+    group; its last answer: verdict card, segments, figure, gallery, files, slider, details,
+    progress line."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), list(audio), list(audio_visual), list(face),
-                          api_name="/analyse_page")
+    groups = [list(probes)] + [[] for _ in range(n_probe_groups(client) - 1)]
+    return client.predict(handle_file(str(path)), *groups, api_name="/analyse_page")
+
+
+def n_probe_groups(client) -> int:
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/analyse_page"]
+    return len(parameters["parameters"]) - 1
+
+
+def last(outputs):
+    """The final answer of the page's staged analysis (a generator of result views)."""
+    return list(outputs)[-1]
 
 
 def test_script_api_takes_named_parameters_and_returns_the_verdict(client):
@@ -101,11 +77,13 @@ def test_script_api_takes_named_parameters_and_returns_the_verdict(client):
 
 
 def test_api_analyses_a_demo_clip(client):
-    summary, figure, gallery, files, slider = analyse(client, DEMO / "visual_fake.mp4",
-                                                     audio=["demo/audio-selfsplice"], face=["demo/visual-selfblend"])
-    assert "P(fake)" in summary and "demo/visual-selfblend" in summary and "Verdict" in summary
+    card, segments, figure, gallery, files, slider, details, progress = analyse(
+        client, DEMO / "visual_fake.mp4", "demo/audio-selfsplice", "demo/visual-selfblend")
+    assert "calibrated P(fake)" in card and "visual_fake.mp4" in card and "verdict-fake" in card
+    assert "demo/visual-selfblend" in details and "done in" in progress
     assert Path(figure).name == "temporal.png" and Path(figure).stat().st_size > 10_000
-    assert len(gallery) == 3 and all("step" in item["caption"] for item in gallery)
+    assert len(gallery) == 3 and all("step" in item["caption"] and "demo/visual-selfblend" in item["caption"]
+                                      for item in gallery)
     report = json.loads(Path(next(f for f in files if f.endswith("report.json"))).read_text())
     assert set(report["probes"]) == {"demo/audio-selfsplice", "demo/visual-selfblend"}
     assert report["media"]["n_steps"] == len(report["step_times"]) and report["fusion"]["p_fake"] is not None
@@ -142,68 +120,10 @@ def bad_uploads(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("kind, message", [("text file", "not a video"), ("zero-byte file", "empty"),
                                            ("too long", "over the limit")])
 def test_bad_uploads_give_a_readable_message_and_the_app_keeps_serving(client, bad_uploads, kind, message):
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError) as caught:
-        analyse(client, bad_uploads[kind], audio=["demo/audio-selfsplice"])
-    assert message in str(caught.value) and "Traceback" not in str(caught.value)
-    summary = analyse(client, DEMO / "real.mp4", audio=["demo/audio-selfsplice"])[0]
-    assert "real.mp4" in summary
-
-
-def chromium_page(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-    return browser, browser.new_page(viewport={"width": 1400, "height": 1000})
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/run_tests.sh installs it "
-                                             "when run as root)")
-@pytest.mark.security("annotation notes with HTML/JS are stored as text and rendered escaped in the browser")
-def test_browser_analyse_then_annotate(app_server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    shots = ROOT / "docs" / "screenshots" if os.environ.get("AVXPLAIN_UPDATE_SCREENSHOTS") else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser, page = chromium_page(playwright)
-        try:
-            page.goto(app_server["url"], wait_until="load")
-            page.wait_for_selector("#analyse-button", timeout=60_000)
-            page.locator("#video-input input[type=file]").set_input_files(str(DEMO / "visual_fake.mp4"))
-            page.wait_for_selector("#video-input video", timeout=60_000)
-            page.click("#analyse-button")
-            page.wait_for_selector("#temporal-figure img", timeout=240_000)
-            page.wait_for_selector("#heatmap-gallery img", timeout=60_000)
-            page.wait_for_selector("#step-frame img", timeout=60_000)
-            assert page.locator("#heatmap-gallery img").count() >= 3
-            page.screenshot(path=str(shots / "analyse.png"), full_page=True)
-
-            page.get_by_role("tab", name="Annotate").click()
-            page.locator("#annotator input, #annotator textarea").first.fill("browser-user")
-            page.locator("#note textarea").fill('<b id="injected">mouth</b><img src=x onerror="window.hacked=1">')
-            page.click("#load-frames")
-            image = page.locator("#annotation-frame img")
-            image.wait_for(timeout=60_000)
-            box = image.bounding_box()
-            page.mouse.click(box["x"] + 0.25 * box["width"], box["y"] + 0.75 * box["height"])
-            deadline = time.time() + 60
-            clicks = []
-            while time.time() < deadline and not clicks:
-                clicks = AnnotationStore(app_server["db"]).list(annotator="browser-user")
-                time.sleep(0.5)
-            assert len(clicks) == 1
-            assert abs(clicks[0].x - 0.25) <= 0.02 and abs(clicks[0].y - 0.75) <= 0.02
-            assert clicks[0].video_name == "visual_fake.mp4" and clicks[0].video_sha256
-            expect(page.locator("#clicks-table")).to_contain_text("browser-user", timeout=30_000)
-            assert clicks[0].note.startswith('<b id="injected">')  # stored as text …
-            assert page.locator("#clicks-table #injected").count() == 0  # … and shown escaped
-            assert page.evaluate("window.hacked") is None
-            page.click("#align-button")
-            expect(page.locator("#alignment-summary")).to_contain_text("MAE", timeout=120_000)
-            page.screenshot(path=str(shots / "annotate.png"), full_page=True)
-        finally:
-            browser.close()
-    assert app_server["process"].poll() is None  # still serving
+    card = analyse(client, bad_uploads[kind], "demo/audio-selfsplice")[0]
+    assert "Could not analyse" in card and message in card and "What to do" in card and "Traceback" not in card
+    card = analyse(client, DEMO / "real.mp4", "demo/audio-selfsplice")[0]
+    assert "real.mp4" in card and "Could not analyse" not in card
 
 
 def rss_mb(pid: int) -> float:
@@ -230,7 +150,7 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(tmp_path, 
             started = time.perf_counter()
             client = Client(url, verbose=False)
             try:
-                return analyse(client, clip, audio=["demo/audio-selfsplice"])[0], time.perf_counter() - started
+                return analyse(client, clip, "demo/audio-selfsplice")[0], time.perf_counter() - started
             finally:
                 client.close()  # the tab closes: the app frees the session
 
@@ -257,7 +177,7 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(tmp_path, 
             answers = burst()
             walls.append(time.perf_counter() - started)
             for clip, (summary, _) in zip(clips, answers):
-                assert f"**{clip.name}**" in summary  # each client got its own clip's result
+                assert f">{clip.name} · " in summary  # each client got its own clip's result
             latencies += [seconds for _, seconds in answers]
             levels.append(settled_rss(bound))
         latencies.sort()
@@ -285,8 +205,7 @@ def test_repeated_analyses_return_to_the_same_memory(figures):
     clips = [DEMO / name for name in ("real.mp4", "audio_fake.mp4", "visual_fake.mp4", "both_fake.mp4")] * 2
     levels = []
     for _ in range(4):
-        sessions = [app.run_analysis(str(clip), None, ["demo/audio-selfsplice"], [],
-                                     progress=lambda *a, **k: None)[0] for clip in clips]
+        sessions = [last(app.run_analysis(str(clip), None, ["demo/audio-selfsplice"], []))[0] for clip in clips]
         for session in sessions:
             app.end_session(session)
         del sessions
@@ -360,7 +279,6 @@ def test_app_killed_during_writes_keeps_every_committed_click(tmp_path, figures)
 def test_the_app_limits_are_set_by_environment(monkeypatch):
     """Upload size, duration, resolution and frame count are each configurable, and a clip
     over one of them is refused with the limit named."""
-    import gradio as gr
 
     import app
 
@@ -371,33 +289,35 @@ def test_the_app_limits_are_set_by_environment(monkeypatch):
     limits = app.settings_limits()
     assert (limits.max_file_bytes, limits.max_duration_s, limits.max_frames, limits.max_width, limits.max_height) \
         == (1024**2, 2.0, 30, 300, 200)
-    with pytest.raises(gr.Error, match="320×256, over the limit of 300×200"):
-        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    card = last(app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], []))[1]
+    assert "320×256, over the limit of 300×200" in card
 
 
-def test_the_analyse_handler_gets_the_request_and_a_progress_tracker():
-    """Gradio injects gr.Request and gr.Progress only into named positional parameters; the
-    wired handler has them after any number of probe groups (the progress bar shows, and a
-    closed tab's analysis can be stopped)."""
+def test_the_analyse_handler_gets_the_request():
+    """Gradio injects gr.Request only into a named positional parameter; the wired handler
+    has it after any number of probe groups (a closed tab's analysis can then be stopped),
+    and stays a generator (the results fill in stage by stage)."""
     import gradio as gr
     from gradio.helpers import special_args
 
     import app
 
     seen = {}
-    wired = app.with_request_and_progress(lambda *inputs, request, progress: seen.update(
-        inputs=inputs, request=request, progress=progress), 5)
-    injected, progress_index = special_args(wired, ["clip.mp4", None, ["a"], ["f"], ["l"]],
-                                            gr.Request(session_hash="tab-1"))[:2]
-    wired(*injected)
-    assert progress_index == 6 and isinstance(seen["progress"], gr.Progress)
+
+    def handler(*inputs, request):
+        seen.update(inputs=inputs, request=request)
+        yield "first"
+        yield "second"
+
+    wired = app.with_request(handler, 5)
+    injected = special_args(wired, ["clip.mp4", None, ["a"], ["f"], ["l"]], gr.Request(session_hash="tab-1"))[0]
+    assert inspect.isgeneratorfunction(wired) and list(wired(*injected)) == ["first", "second"]
     assert seen["request"].session_hash == "tab-1" and seen["inputs"] == ("clip.mp4", None, ["a"], ["f"], ["l"])
 
 
 @pytest.mark.security("temporary files: a failed analysis, or one whose tab closed, leaves no folder; stale "
                       "folders are pruned")
 def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tmp_path, monkeypatch):
-    import gradio as gr
 
     import app
 
@@ -406,21 +326,17 @@ def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tm
     os.utime(stale, (time.time() - 2 * app.TEMP_TTL_S,) * 2)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 4096)
-    with pytest.raises(gr.Error, match="broken.mp4"):
-        app.run_analysis(str(broken), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    assert "broken.mp4" in last(app.run_analysis(str(broken), None, ["demo/audio-selfsplice"], []))[1]
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []  # the stale folder and the failed one
     monkeypatch.setenv("AVXPLAIN_TIME_LIMIT_S", "0.000001")
-    with pytest.raises(gr.Error, match="longer than the limit"):
-        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], progress=lambda *a, **k: None)
+    assert "longer than the limit" in last(app.run_analysis(str(DEMO / "real.mp4"), None,
+                                                            ["demo/audio-selfsplice"], []))[1]
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []
     monkeypatch.delenv("AVXPLAIN_TIME_LIMIT_S")
     monkeypatch.setattr(app, "CLOSED_SESSIONS", OrderedDict())  # this test's closed tab stays in this test
     closing = SimpleNamespace(session_hash="closed-tab")
-
-    def close_the_tab(*_, **__):  # as forget_session marks a tab that disconnected mid-analysis
-        app.CLOSED_SESSIONS[closing.session_hash] = None
-
-    with pytest.raises(gr.Error, match="was closed"):
-        app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], request=closing,
-                         progress=close_the_tab)
+    answers = app.run_analysis(str(DEMO / "real.mp4"), None, ["demo/audio-selfsplice"], [], request=closing)
+    next(answers)  # the run has started …
+    app.CLOSED_SESSIONS[closing.session_hash] = None  # … when forget_session marks its tab as disconnected
+    assert "was closed" in last(answers)[1]
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []

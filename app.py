@@ -330,8 +330,9 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
     session_hash = getattr(request, "session_hash", None)
     CLOSED_SESSIONS.pop(session_hash, None)  # a tab that reconnected (same session) asks again
     probe_ids = [pid for group in groups for pid in (group or [])]
-    key = (video, file_identity(video), tuple(probe_ids))
+    key = (file_identity(video), tuple(probe_ids))
     if session.shown is not None and session.shown.key == key and session.result is not None:
+        session.video = video  # the same content, perhaps uploaded again
         yield session, *session.shown.outputs, progress_html(None, "served from this session's last analysis")
         return
     run = session.start_run(video)
@@ -409,11 +410,10 @@ def new_video(session: Session | None):
             gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Time"))
 
 
-def file_identity(video: str | None) -> tuple | None:
-    """What tells two uploads apart without reading them: size and modification time."""
-    with contextlib.suppress(OSError, TypeError):
-        stat = os.stat(video)
-        return stat.st_size, stat.st_mtime_ns
+def file_identity(video: str | None) -> str | None:
+    """The content hash: an upload of the same file again (a new copy on the server) is the same video."""
+    with contextlib.suppress(OSError, TypeError, AnalysisError):
+        return file_sha256(video)
     return None
 
 
@@ -879,7 +879,9 @@ def build_app() -> gr.Blocks:
                                          elem_id="clicks-table")
                     align_button = gr.Button("Compare with the heatmaps", elem_id="align-button")
                     align_text = gr.Markdown(elem_id="alignment-summary")
-                    align_plot = gr.Plot(label="Alignment (MAE vs minimum fakeness score; clicks and maxima)")
+                    gr.Markdown("#### Clicks against the heatmaps (MAE by minimum fakeness score; clicks and "
+                                "maxima)", elem_classes="panel-title")
+                    align_plot = gr.Plot(show_label=False)
 
         results = [verdict, segments, figure, gallery, files, step, details]
         for box in checkboxes:
@@ -890,7 +892,7 @@ def build_app() -> gr.Blocks:
         run = analyse.click(with_request(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
                             [session, *results, status], api_name="analyse_page", show_progress="hidden")
         run.then(show_step, [step, session], [step_frame, step_text], api_name=False)
-        cancel.click(cancel_analysis, [session], status, api_name=False, queue=False)
+        cancel.click(cancel_analysis, [session], status, api_name="cancel", queue=False)
         step.input(show_step, [step, session], [step_frame, step_text], api_name=False, trigger_mode="always_last")
         gallery.select(pick_gallery, [session], [step, step_frame, step_text], api_name=False)
         segments.select(None, [segments], None, js=SEEK_PLAYER_JS, api_name=False)
@@ -936,18 +938,24 @@ def build_app() -> gr.Blocks:
 
 
 def launch(app: gr.Blocks | None = None, **kwargs):
-    """Queue with a concurrency limit (several people can share one instance) and serve."""
+    """Queue with a concurrency limit (several people can share one instance) and serve; the
+    one-time loading a first analysis would pay (~4 s) starts once the page is served, so it
+    does not delay it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = app or build_app()
     with contextlib.suppress(OSError, AttributeError):  # glibc: two heaps for all worker threads instead of
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)  # one per thread, so freed memory goes back to the OS
-    # the first request would otherwise pay ~4 s of one-time loading; serving starts meanwhile
-    threading.Thread(target=warm_up, args=(default_probes(probe_groups()),), daemon=True, name="warm-up").start()
     app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
     on_space = bool(os.environ.get("SPACE_ID"))  # Hugging Face Spaces set it; their proxy needs 0.0.0.0
-    return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),
-                      max_file_size=f"{int(float(os.environ.get('AVXPLAIN_MAX_UPLOAD_MB', 200)))}mb",
-                      show_error=True, state_session_capacity=MAX_SESSIONS, css=CSS, **kwargs)
+    block = not kwargs.pop("prevent_thread_lock", False)
+    served = app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),
+                        max_file_size=f"{int(float(os.environ.get('AVXPLAIN_MAX_UPLOAD_MB', 200)))}mb",
+                        show_error=True, state_session_capacity=MAX_SESSIONS, css=CSS, prevent_thread_lock=True,
+                        **kwargs)
+    threading.Thread(target=warm_up, args=(default_probes(probe_groups()),), daemon=True, name="warm-up").start()
+    if block:
+        app.block_thread()
+    return served
 
 
 if __name__ == "__main__":

@@ -474,7 +474,7 @@ def main() -> int:
             check(rows, f"(c) wav2vec2-large {mode}", run["total_s"], "for reference", None, "s")
     if not args.skip_startup:
         # lazy: each measuring child process loads only what its figure needs (peak memory is one)
-        from benchmarks.bench_startup import one_run
+        from benchmarks.bench_app import one_run
 
         startup = one_run()
         check(rows, "app startup to ready", startup["startup_to_ready_s"], "for reference", None, "s")

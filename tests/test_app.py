@@ -340,3 +340,20 @@ def test_failed_analysis_leaves_no_temporary_folder_and_stale_ones_are_pruned(tm
     app.CLOSED_SESSIONS[closing.session_hash] = None  # … when forget_session marks its tab as disconnected
     assert "was closed" in last(answers)[1]
     assert list((tmp_path / "scratch" / "reports").iterdir()) == []
+
+
+def test_the_readme_rest_example_reads_the_verdict(app_server):
+    """The README's curl steps, with httpx: upload, call /analyse by event, read the last
+    server-sent event: [report, files], the verdict in the report."""
+    import httpx
+
+    server = app_server["url"].rstrip("/")
+    with (DEMO / "visual_fake.mp4").open("rb") as handle:
+        uploaded = httpx.post(f"{server}/gradio_api/upload", files={"files": handle}, timeout=60).json()[0]
+    video = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+    event = httpx.post(f"{server}/gradio_api/call/analyse", timeout=60,
+                       json={"data": [video, ["demo/visual-selfblend"], 1]}).json()["event_id"]
+    stream = httpx.get(f"{server}/gradio_api/call/analyse/{event}", timeout=600).text
+    report, files = json.loads([line for line in stream.splitlines() if line.startswith("data:")][-1][5:])
+    assert report["verdict"]["label"] == "fake" and set(report["probes"]) == {"demo/visual-selfblend"}
+    assert any(f["orig_name"] == "report.json" for f in files)

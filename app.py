@@ -179,7 +179,7 @@ class Session:
         if self.result is not None and self.result.clip is not None:
             return self.result.clip
         if self.clip is None:
-            raise gr.Error("Load a video first (Analyse tab, or Load frames here).")
+            raise user_error("Load a video first (Analyse tab, or Load frames here).")
         return self.clip
 
     def start_run(self, video: str | None) -> Run:
@@ -190,7 +190,9 @@ class Session:
         return self.run
 
 
-def user_error(error: AnalysisError) -> gr.Error:
+def user_error(error: AnalysisError | str) -> gr.Error:
+    """A pop-up for something the user can fix, logged in one line without a traceback."""
+    LOG.info("refused: %s", error)
     return gr.Error(html.escape(str(error)), print_exception=False)
 
 
@@ -610,7 +612,7 @@ def load_frames(video: str | None, session: Session | None):
     """Decode the video for annotation (reusing the analysis when it is the same video)."""
     session = session or Session()
     if not video:
-        raise gr.Error("Upload or choose a video in the Analyse tab first.")
+        raise user_error("Upload or choose a video in the Analyse tab first.")
     if session.result is None or session.video != video:
         try:
             session.clip = decode(video, settings_limits())
@@ -653,7 +655,7 @@ def record_click(annotator: str, note: str, difficulty: str, show_others: bool, 
                  evt: gr.SelectData):
     """A click on the frame stores a point (normalised coordinates) on the frame on screen."""
     if session is None or session.video is None:
-        raise gr.Error("Load the video's frames first.")
+        raise user_error("Load the video's frames first.")
     clip = session.frames_clip()
     height, width = clip.frames.shape[1:3]
     x, y = evt.index
@@ -694,9 +696,9 @@ def refresh_annotations(annotator: str, show_others: bool, session: Session | No
 
 def delete_click(click_id: float | None, annotator: str, show_others: bool, session: Session | None):
     if click_id is None:
-        raise gr.Error("Enter the id of one of your points to delete it.")
+        raise user_error("Enter the id of one of your points to delete it.")
     if not store().delete(int(click_id), annotator=(annotator or "").strip()):
-        raise gr.Error(f"No point {int(click_id)} of annotator {html.escape(annotator or '')} to delete.")
+        raise user_error(f"No point {int(click_id)} of annotator {annotator or ''} to delete.")
     return refresh_annotations(annotator, show_others, session)
 
 
@@ -709,7 +711,7 @@ def export_clicks(annotator: str, session: Session | None, only_this_video: bool
 def import_clicks(file: str | None, skip_bad: bool, annotator: str, show_others: bool, session: Session | None):
     """Import an ExDDV CSV; the points of the video on screen are listed and drawn at once."""
     if not file:
-        raise gr.Error("Choose an ExDDV CSV file to import.")
+        raise user_error("Choose an ExDDV CSV file to import.")
     try:
         report = import_exddv(store(), file, skip_bad=skip_bad)
     except AnalysisError as error:
@@ -724,14 +726,14 @@ def import_clicks(file: str | None, skip_bad: bool, annotator: str, show_others:
 def alignment_view(session: Session | None, probe_id: str | None):
     """MAE between this video's clicks and the heatmap maxima, with its baselines."""
     if session is None or session.result is None:
-        raise gr.Error("Analyse the video with a face probe first (Analyse tab).")
+        raise user_error("Analyse the video with a face probe first (Analyse tab).")
     face_probes = spatial_probes(session.result)
     probe_id = probe_id if probe_id in face_probes else (face_probes[0] if face_probes else None)
     if probe_id is None:
-        raise gr.Error("None of the analysed probes works on face crops; choose one in the Analyse tab.")
+        raise user_error("None of the analysed probes works on face crops; choose one in the Analyse tab.")
     clicks = video_clicks(session, None)
     if not clicks:
-        raise gr.Error("No points for this video yet: click on the frame to add some.")
+        raise user_error("No points for this video yet: click on the frame to add some.")
     try:
         rows, explanation = align_clicks(session.result, probe_id, clicks)
     except AnalysisError as error:
@@ -759,7 +761,6 @@ def api_analyse(video: str, probes: list[str] | None = None, spatial_steps: floa
                                             lambda stage, fraction: progress(fraction, desc=stage),
                                             spatial_steps=max(0, int(spatial_steps)))
     except AnalysisError as error:
-        LOG.info("refused %s: %s", Path(video).name if video else "no video", error.problem)
         raise user_error(error) from None
     return written.report, [str(p) for p in written.paths.values()]
 

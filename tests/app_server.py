@@ -2,6 +2,7 @@
 and annotation database; and the headless Chromium the browser tests drive."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -49,3 +50,14 @@ def chromium_page(playwright, **context):
     """A page of a fresh headless Chromium (Debian's package); `context` as Playwright's new_context."""
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
     return browser, browser.new_context(**{"viewport": {"width": 1400, "height": 1000}, **context}).new_page()
+
+
+@contextlib.contextmanager
+def running_app(home: Path, **settings: str):
+    """The app serving from `home` for the block's duration: its URL, annotation database, process and home."""
+    process, url = start_app(home, **settings)
+    try:
+        yield {"url": url, "db": home / "clicks.sqlite", "process": process, "home": home}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -16,7 +16,7 @@ import pytest
 
 from explain.annotations import AnnotationStore
 from models.media import write_test_clip
-from tests.app_server import MAX_DURATION_S, ROOT, start_app
+from tests.app_server import MAX_DURATION_S, ROOT, running_app, start_app
 
 DEMO = ROOT / "assets" / "demo"
 pytestmark = pytest.mark.slow
@@ -24,11 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("app-home")
-    process, url = start_app(home)
-    yield {"url": url, "db": home / "clicks.sqlite", "process": process, "home": home}
-    process.terminate()
-    process.wait(timeout=30)
+    with running_app(tmp_path_factory.mktemp("app-home")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

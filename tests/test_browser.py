@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from explain.annotations import AnnotationStore
-from tests.app_server import CHROMIUM, ROOT, chromium_page, start_app
+from tests.app_server import CHROMIUM, ROOT, chromium_page, running_app
 
 DEMO = ROOT / "assets" / "demo"
 SHOTS = Path(os.environ.get("AVXPLAIN_SCREENSHOTS") or ROOT / "out" / "screenshots")
@@ -33,12 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("browser-home")
-    process, url = start_app(home)
-    yield {"url": url, "db": home / "clicks.sqlite", "process": process, "home": home}
-    process.terminate()
-    process.wait(timeout=30)
-    assert process.returncode is not None
+    with running_app(tmp_path_factory.mktemp("browser-home")) as running:
+        yield running
 
 
 @pytest.fixture()

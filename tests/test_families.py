@@ -12,8 +12,7 @@ from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE
 from research import sources
 from research.families import AUDIO_FAMILIES, VISUAL_FAMILIES, AudioContext
-from research.generator import (ClipPlan, family_schedule, generate_families, identities, render_clip, speech,
-                                VOICES)
+from research.generator import VOICES, ClipPlan, family_schedule, generate_families, identities, render_clip, speech
 from research.synthetic import speech_like_audio
 
 SEGMENT = (1.0, 1.6)

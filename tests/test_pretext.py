@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from models.encoders import create_encoder, get_spec
+from models.encoders.project import SpliceNet
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE, STEP_RATE
-from models.encoders.project import SpliceNet
 from research.pretext import (
-    initial_network,
     PretextConfig,
+    initial_network,
     padded_batch,
     pretrain_selfblend,
     pretrain_selfsplice,

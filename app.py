@@ -236,8 +236,8 @@ def banner(stand_ins: frozenset[str], *selected: list[str]) -> str:
 # -- analyse ---------------------------------------------------------------------------------
 
 def analyse_into_folder(video: str | None, probe_ids: list[str], report, previous: AnalysisResult | None = None,
-                        spatial_steps: int = GALLERY_STEPS, out: Path | None = None,
-                        figures: bool = True) -> tuple[Path, AnalysisResult, WrittenReport]:
+                        spatial_steps: int = GALLERY_STEPS, out: Path | None = None, curves: bool = True,
+                        measures: bool = True) -> tuple[Path, AnalysisResult, WrittenReport]:
     """Analyse `video` and write its report into `out` (a fresh scratch folder by default; the
     page and the API both call this). A failed or cancelled run leaves nothing on disk."""
     if not video:
@@ -249,7 +249,7 @@ def analyse_into_folder(video: str | None, probe_ids: list[str], report, previou
     try:
         result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
         report("explanations" if spatial_steps else "curves", 0.0)
-        written = write_report(result, folder, spatial_steps=spatial_steps, figures=figures)
+        written = write_report(result, folder, spatial_steps=spatial_steps, curves=curves, measures=measures)
     except BaseException:  # failed or cancelled: nothing of this request stays on disk
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -265,7 +265,7 @@ def analysis_stages(video: str, probe_ids: list[str], session: Session, report) 
     modalities = {p: probe_modality(p) for p in probe_ids}
     audio = [p for p, m in modalities.items() if m == "audio"]
     with_faces = "face" in modalities.values()
-    stages = []  # (probes, heatmap steps, figures, what is still to come after it)
+    stages = []  # (probes, heatmap steps, draw the curves, what is still to come after it)
     if audio and len(audio) < len([p for p in probe_ids if p != SYNC_SCORER_ID]):
         stages.append((audio, 0, True, "the other probes" + (", then heatmaps" if with_faces else "")))
     stages.append((probe_ids, 0, True, "heatmaps" if with_faces else ""))
@@ -275,8 +275,9 @@ def analysis_stages(video: str, probe_ids: list[str], session: Session, report) 
     out = scratch_folder("reports")
     _replace_reports(session, str(out))
     files: dict[str, Path] = {}
-    for probes, spatial_steps, figures, to_come in stages:
-        _, result, written = analyse_into_folder(video, probes, report, previous, spatial_steps, out, figures)
+    for probes, spatial_steps, curves, to_come in stages:
+        _, result, written = analyse_into_folder(video, probes, report, previous, spatial_steps, out, curves,
+                                                 measures=not to_come)
         files.update(written.paths)
         previous = result
         session.video, session.result, session.sha256 = video, result, result.media.sha256
@@ -485,6 +486,13 @@ def forget_session(app: gr.Blocks, session_hash: str) -> None:
     with holder.lock:
         holder.session_data.pop(session_hash, None)
         holder.time_last_used.pop(session_hash, None)
+
+
+def limit_heap_arenas() -> None:
+    """glibc: two heaps for all worker threads instead of one per thread (each analysis runs
+    on its own thread), so memory freed by finished requests goes back to the OS."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
 
 
 def return_freed_memory() -> None:
@@ -944,8 +952,7 @@ def launch(app: gr.Blocks | None = None, **kwargs):
     does not delay it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = app or build_app()
-    with contextlib.suppress(OSError, AttributeError):  # glibc: two heaps for all worker threads instead of
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)  # one per thread, so freed memory goes back to the OS
+    limit_heap_arenas()
     app.queue(default_concurrency_limit=int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)), max_size=64)
     on_space = bool(os.environ.get("SPACE_ID"))  # Hugging Face Spaces set it; their proxy needs 0.0.0.0
     block = not kwargs.pop("prevent_thread_lock", False)

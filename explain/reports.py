@@ -94,13 +94,16 @@ class WrittenReport:
 
 
 def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
-                 spatial_steps: int = 3, figures: bool = True) -> WrittenReport:
-    """Write report.json, the heatmap overlays (heatmap_PROBE_STEP.png) and, unless `figures`
-    is False (a later stage of the app's run, whose curves are already drawn), temporal.png /
-    temporal.svg and the audio attribution and modality figures into `out_dir`."""
+                 spatial_steps: int = 3, curves: bool = True, measures: bool = True) -> WrittenReport:
+    """Write report.json and the heatmap overlays (heatmap_PROBE_STEP.png) into `out_dir`;
+    with `curves`, temporal.png / temporal.svg; with `measures`, the explanation measures
+    (faithfulness, modality ablation, audio attribution) and their figures. The app's staged
+    run draws the curves at its early stages and measures once, at its last."""
     out_dir = Path(out_dir)
     report, explanations, spatial = build_report(result, truth, spatial_steps)
-    report["explanation_measures"], attributions = explanation_measures(result, spatial)
+    attributions = []
+    if measures:
+        report["explanation_measures"], attributions = explanation_measures(result, spatial)
     paths = {"report": atomic_write(out_dir / "report.json",
                                     lambda tmp: tmp.write_text(json.dumps(report, indent=1, allow_nan=False)))}
     heatmaps = []
@@ -110,17 +113,17 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
             image = overlay(result.clip.frames[heatmap.step], heatmap.frame_map)
             paths[name] = atomic_write(out_dir / f"{name}.png", lambda tmp, image=image: _write_png(tmp, image))
             heatmaps.append((heatmap, paths[name]))
-    if not figures:
-        return WrittenReport(paths, heatmaps, report)
     clip = result.clip
-    figure = temporal_figure(explanations, audio=clip.audio if clip else None, frames=clip.frames if clip else None,
-                             title=f"{result.media.name} — {result.media.duration_s:.2f} s")
-    png, svg = save_figure(figure, out_dir / "temporal")
-    paths.update({"temporal_png": png, "temporal_svg": svg})
+    if curves:
+        figure = temporal_figure(explanations, audio=clip.audio if clip else None,
+                                 frames=clip.frames if clip else None,
+                                 title=f"{result.media.name} — {result.media.duration_s:.2f} s")
+        png, svg = save_figure(figure, out_dir / "temporal")
+        paths.update({"temporal_png": png, "temporal_svg": svg})
     for attribution in attributions:
         name = f"audio_attribution_{safe_name(attribution.probe_id)}"
         paths[name] = save_figure(audio_attribution_figure(clip.audio, attribution), out_dir / name, ("png",))[0]
-    if report["explanation_measures"]["modality_ablation"] is not None:
+    if measures and report["explanation_measures"]["modality_ablation"] is not None:
         paths["modality"] = save_figure(modality_figure(report["explanation_measures"]["modality_ablation"]),
                                         out_dir / "modality", ("png",))[0]
     return WrittenReport(paths, heatmaps, report)

@@ -2,9 +2,14 @@
 
 Detection uses the weights bundled inside the mediapipe 0.10.21 wheel (BlazeFace
 full-range detector, then the 468-point face mesh run on the enlarged face box), so
-nothing is downloaded. Per step we keep a face box, the mouth centre, the eye-line
-angle and scale; they are smoothed over time, steps without a detection are filled
-by interpolation and reported, never dropped.
+nothing is downloaded. By default every step is detected on its own; with `tracking`
+the mesh runs on the region where the face was one step before, and the detector only
+at the start of every second (KEYFRAME_STEPS), at a shot cut and wherever the mesh loses
+the face: about 2.8× faster, but the crops move by a pixel or so, which moved the bundled
+visual probe's step logits by up to 0.23 on the demo clips (docs/PERFORMANCE.md). Per
+step we keep a face box, the mouth centre, the eye-line angle and scale; they are
+smoothed over time, steps without a face are filled by interpolation and reported,
+never dropped.
 
 Crop conventions (documented choices):
 - face crop: square, centred on the face box, side = 1.3 × the longer box side
@@ -32,6 +37,8 @@ MOUTH_ROI_SIZE = 96
 MOUTH_ROI_CENTRE = 88
 MOUTH_ROI_SCALE = 0.85
 TRACKER_VERSION = 2  # raised whenever a clip's track changes (2: short-range detector where full-range finds none)
+KEYFRAME_STEPS = 25  # the detector runs at least once a second; the chunks between are tracked
+SHOT_CUT_GREY_CHANGE = 40.0  # mean |Δ grey level| (0–255) of 32×18 thumbnails of consecutive steps at a cut
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
 FACE_WORKERS = min(2, len(os.sched_getaffinity(0)))  # a mediapipe graph keeps about one core busy: one per core
 
@@ -156,6 +163,19 @@ class _Detection:
     angle: float
     score: float
     opening: float = float("nan")  # inner-lip gap / eye distance; NaN without the face mesh
+    # where the mesh region sits relative to the mesh box (centre offset in box sides, side ratio):
+    # the detector box's place, carried to the next steps so a tracked mesh sees the face as detected
+    region_anchor: tuple[float, float, float] | None = None
+
+    def next_region(self) -> np.ndarray:
+        """The box to run the mesh on at the next step: this step's mesh box, placed and
+        sized as the detector's box was around it."""
+        dx, dy, ratio = self.region_anchor
+        side = max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+        centre_x = (self.box[0] + self.box[2]) / 2 + dx * side
+        centre_y = (self.box[1] + self.box[3]) / 2 + dy * side
+        half = ratio * side / 2
+        return np.array([centre_x - half, centre_y - half, centre_x + half, centre_y + half])
 
 
 class FaceTracker:
@@ -208,13 +228,25 @@ class FaceTracker:
         landmarks = self._mesh_landmarks(frame, box)
         if landmarks is None:
             return self._from_keypoints(best, box, width, height)
-        lips = landmarks[list(LIP_LANDMARKS)]
-        right_eye, left_eye = landmarks[RIGHT_EYE_OUTER], landmarks[LEFT_EYE_OUTER]
-        mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
-        eye_distance = float(np.linalg.norm(left_eye - right_eye))
-        gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
-        return _Detection(mesh_box, lips.mean(0), eye_distance, _roll_degrees(right_eye, left_eye),
-                          float(best.score[0]), gap / max(eye_distance, 1e-6))
+        detection = _from_landmarks(landmarks, float(best.score[0]))
+        side = max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1])
+        offset = ((box[:2] + box[2:]) - (detection.box[:2] + detection.box[2:])) / 2 / max(side, 1e-6)
+        detection.region_anchor = (float(offset[0]), float(offset[1]),
+                                   float(max(box[2] - box[0], box[3] - box[1]) / max(side, 1e-6)))
+        return detection
+
+    def track(self, frame: np.ndarray, previous: _Detection | None) -> _Detection | None:
+        """The face in `frame` following `previous` (the face one step before): the mesh runs
+        where that face was; the detector only without a previous mesh face or where the mesh
+        loses it."""
+        if previous is None or previous.region_anchor is None:
+            return self.detect(frame)
+        landmarks = self._mesh_landmarks(frame, previous.next_region())
+        if landmarks is None:
+            return self.detect(frame)
+        tracked = _from_landmarks(landmarks, previous.score)
+        tracked.region_anchor = previous.region_anchor
+        return tracked
 
     def _mesh_landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """468 landmark pixel positions from the mesh run on the face box enlarged ×1.8."""
@@ -235,6 +267,17 @@ class FaceTracker:
         right_eye, left_eye, mouth = keypoints[0], keypoints[1], keypoints[3]
         eye_distance = 1.45 * float(np.linalg.norm(left_eye - right_eye))  # pupils → outer corners
         return _Detection(box, mouth, eye_distance, _roll_degrees(right_eye, left_eye), float(detection.score[0]))
+
+
+def _from_landmarks(landmarks: np.ndarray, score: float) -> _Detection:
+    """Face box, mouth, eye line and lip gap from the 468 mesh landmarks (pixels)."""
+    lips = landmarks[list(LIP_LANDMARKS)]
+    right_eye, left_eye = landmarks[RIGHT_EYE_OUTER], landmarks[LEFT_EYE_OUTER]
+    mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
+    eye_distance = float(np.linalg.norm(left_eye - right_eye))
+    gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
+    return _Detection(mesh_box, lips.mean(0), eye_distance, _roll_degrees(right_eye, left_eye), score,
+                      gap / max(eye_distance, 1e-6))
 
 
 def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
@@ -261,31 +304,49 @@ def shared_tracker(close_range: bool = True) -> FaceTracker:
     return shared_trackers(1, close_range)[0]
 
 
-def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS, progress=None) -> FaceTrack:
-    """Detect faces every `stride` steps, on `workers` trackers at once (the result does not
-    depend on how many), smooth, and fill gaps by interpolation."""
+def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS, progress=None,
+                tracking: bool = False) -> FaceTrack:
+    """Find the face at every `stride`-th step, on `workers` trackers at once (the result
+    does not depend on how many), smooth, and fill gaps by interpolation. Each sampled step
+    is detected on its own; with `tracking` (every step) the steps go in chunks of
+    KEYFRAME_STEPS that start with a detection, and the face is followed within a chunk
+    (detected again at a shot cut or where the mesh loses it)."""
     n_steps, height, width = frames.shape[:3]
     steps = list(range(0, n_steps, max(1, stride)))
     if steps[-1] != n_steps - 1:
         steps.append(n_steps - 1)
-    trackers = shared_trackers(max(1, min(workers, len(steps))))
+    tracking = tracking and stride == 1
+    chunks = [steps[i:i + KEYFRAME_STEPS] for i in range(0, len(steps), KEYFRAME_STEPS)] if tracking \
+        else [[step] for step in steps]
+    cuts = shot_cuts(frames) if tracking else set()
+    trackers = shared_trackers(max(1, min(workers, len(chunks))))
     done = itertools.count(1)
 
-    def detect_share(tracker: FaceTracker, share: list[int]) -> dict[int, _Detection]:
+    def follow(tracker: FaceTracker, share: list[list[int]]) -> dict[int, _Detection]:
         found = {}
-        for step in share:
-            detection = tracker.detect(frames[step])
-            if detection is not None:
-                found[step] = detection
-            if progress:
-                progress(next(done) / len(steps))
+        for chunk in share:
+            previous = None
+            for step in chunk:
+                previous = tracker.track(frames[step], None if step in cuts else previous)
+                if previous is not None:
+                    found[step] = previous
+                if progress:
+                    progress(next(done) / len(steps))
         return found
 
-    shares = [steps[index::len(trackers)] for index in range(len(trackers))]
+    shares = [chunks[index::len(trackers)] for index in range(len(trackers))]
     with ThreadPoolExecutor(len(trackers)) as pool:
-        shares_found = list(pool.map(detect_share, trackers, shares))
+        shares_found = list(pool.map(follow, trackers, shares))
     detections = {step: found for share in shares_found for step, found in share.items()}
     return _build_track(detections, n_steps, width, height, stride)
+
+
+def shot_cuts(frames: np.ndarray) -> set[int]:
+    """Steps whose frame differs from the one before as a cut does (tracking restarts there)."""
+    thumbnails = np.stack([cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
+                           for frame in frames]).astype(np.float32)
+    change = np.abs(np.diff(thumbnails, axis=0)).mean(axis=(1, 2))
+    return {int(step) + 1 for step in np.flatnonzero(change > SHOT_CUT_GREY_CHANGE)}
 
 
 def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, height: int,

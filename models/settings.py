@@ -26,6 +26,7 @@ class Settings:
 
     limits: MediaLimits = field(default_factory=MediaLimits)  # decoding: what is accepted, the working frame size
     face_stride: int = 1  # run face detection every N steps, track in between
+    face_tracking: bool = False  # follow the face with the mesh between detections once a second (faster, crops move)
     face_workers: int = FACE_WORKERS  # frames detected at once, one mediapipe graph each (same result; 1: naive)
     stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
     batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
@@ -42,12 +43,12 @@ class Settings:
     def cache_key(self, spec: EncoderSpec) -> str:
         """The feature-cache key part for `spec` under these settings: preprocessing version,
         width, numeric precision, face-detection stride; for encoders of face crops the face
-        tracker's version and any non-default working frame size; the encoder stride of
+        tracker's version and any non-default working frame size; face tracking; the encoder stride of
         per-frame encoders; and, when they can change, which weights."""
         dtype = str(resolve_dtype(self.precision)).removeprefix("torch.")
         key = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{self.face_stride}"
         if spec.modality in FACE_MODALITIES:
-            key += f"-tracker{TRACKER_VERSION}"
+            key += f"-tracker{TRACKER_VERSION}" + ("-tracked" if self.face_tracking else "")
             if self.limits.frame_max_side != DEFAULT_FRAME_SIDE:
                 key += f"-frame{self.limits.frame_max_side}"
         if self.stride > 1 and spec.family in STRIDED_FAMILIES:

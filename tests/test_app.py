@@ -200,6 +200,7 @@ def test_repeated_analyses_return_to_the_same_memory(figures):
     import app
 
     clips = [DEMO / name for name in ("real.mp4", "audio_fake.mp4", "visual_fake.mp4", "both_fake.mp4")] * 2
+    app.limit_heap_arenas()  # as the app does at launch: analyses run on threads of their own
     levels = []
     for _ in range(4):
         sessions = [last(app.run_analysis(str(clip), None, ["demo/audio-selfsplice"], []))[0] for clip in clips]

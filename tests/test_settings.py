@@ -27,6 +27,13 @@ def test_working_frame_size_is_part_of_the_key_of_face_encoders_only():
     assert small.cache_key(audio) == Settings(precision="fp32").cache_key(audio)
 
 
+def test_face_tracking_is_part_of_the_key_of_face_encoders_only():
+    face, audio = get_spec("selfblend-cnn"), get_spec("selfsplice-gru")
+    tracked = Settings(precision="fp32", face_tracking=True)
+    assert tracked.cache_key(face) != Settings(precision="fp32").cache_key(face)
+    assert tracked.cache_key(audio) == Settings(precision="fp32").cache_key(audio)
+
+
 def test_key_follows_the_weights(tmp_path):
     spec = get_spec("selfsplice-gru")
     bundled = Settings(precision="fp32").cache_key(spec)

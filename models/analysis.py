@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from models.cache import FeatureCache
-from models.encoders import ClipInputs, get_encoder, get_spec
+from models.encoders import NATIVE_FAMILIES, ClipInputs, get_encoder, get_spec
 from models.encoders.base import FACE_MODALITIES, EncoderSpec
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
@@ -131,7 +131,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     skipped = {s.id: "no audio track" for s in specs if _needs_audio(s) and clip.audio is None}
     runnable = [s for s in specs if s.id not in skipped]
     track = None
-    if faces_needed or any(_needs_faces(s) for s in runnable):
+    if faces_needed or any(_needs_faces(s, options.features) for s in runnable):
         start = time.perf_counter()
         settings, earlier = options.settings, previous.options.settings if previous is not None else None
         same_faces = previous is not None and previous.face_track is not None \
@@ -144,7 +144,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
     inputs = ClipInputs(clip, track, options.features, options.settings.batch_frames, options.settings.stride)
     if track is not None:
         start = time.perf_counter()
-        _prepare_crops(inputs, runnable)
+        _prepare_crops(inputs, [s for s in runnable if _needs_faces(s, options.features)])
         timings["crops"] = time.perf_counter() - start
     features = {s.id: _features(s.id, inputs, options, report, timings, previous) for s in runnable}
     return ExtractedFeatures(clip, track, features, skipped, warnings, timings)
@@ -191,7 +191,10 @@ def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) 
     analysis reuses what this loads)."""
     for spec in specs:
         if spec.source == "external" and spec.id not in options.features:
-            raise missing_features(spec)
+            weights = options.settings.weights_for(spec.id)
+            if not weights or spec.family not in NATIVE_FAMILIES:
+                raise missing_features(spec)
+            get_encoder(spec.id, weights, options.settings.precision)  # the checkpoint is read and checked now
         if spec.source == "hub":
             get_encoder(spec.id, options.settings.weights_for(spec.id), options.settings.precision)
 
@@ -209,10 +212,10 @@ def warm_up(probe_ids: list[str]) -> None:
 
 def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
     """Cut the face and mouth crops the chosen encoders need, once, as their own stage."""
-    modalities = {s.modality for s in specs if _needs_faces(s)}
+    modalities = {s.modality for s in specs}
     if "face" in modalities:
         inputs.face_crops
-    if "lips" in modalities:
+    if modalities & {"lips", "audio-visual"}:
         inputs.mouth_rois
 
 
@@ -220,8 +223,10 @@ def _needs_audio(spec) -> bool:
     return spec.modality in ("audio", "audio-visual")
 
 
-def _needs_faces(spec) -> bool:
-    return spec.modality in FACE_MODALITIES and spec.source != "external"
+def _needs_faces(spec, features: dict) -> bool:
+    """Encoders run here on face crops or mouth regions (an audio-visual one takes the mouth);
+    not those whose features come from a file."""
+    return spec.id not in features and (spec.modality in FACE_MODALITIES or spec.modality == "audio-visual")
 
 
 class Deadline:
@@ -257,7 +262,7 @@ def _features(encoder_id: str, inputs: ClipInputs, options: AnalysisOptions, rep
     spec = get_spec(encoder_id)
     stage = f"encoder {encoder_id}"
     start = time.perf_counter()
-    if spec.source == "external":  # user-supplied files are not cached under the video's hash
+    if spec.id in options.features:  # user-supplied files are not cached under the video's hash
         features = get_encoder(encoder_id).encode(inputs, lambda f: report(stage, f))
         timings[stage] = time.perf_counter() - start
         return features

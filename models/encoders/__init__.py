@@ -48,19 +48,24 @@ _HUB_ENCODERS = [
                 "FSFM ViT-B/16 (MAE on VGGFace2 faces) mean patch token of the 224 px face crop (1.3× box)"),
 ]
 
-_EXTERNAL_ENCODERS = [
-    EncoderSpec("avhubert-large-av", "avhubert", "audio-visual", "external", 1024, None,
-                licence="AV-HuBERT licence (non-commercial)",
-                description="AV-HuBERT large self_large_vox_433h, audio+video, final layer (bit-ml/AVH-Align)"),
-    EncoderSpec("avhubert-large-a", "avhubert", "audio", "external", 1024, None,
-                licence="AV-HuBERT licence (non-commercial)",
-                description="AV-HuBERT large, audio stream only, final layer (bit-ml/AVH-Align)"),
-    EncoderSpec("avhubert-large-v", "avhubert", "lips", "external", 1024, None,
-                licence="AV-HuBERT licence (non-commercial)",
-                description="AV-HuBERT large, lip stream only, final layer (bit-ml/AVH-Align)"),
+_AVHUBERT_LICENCE = "AV-HuBERT licence (non-commercial)"
+_EXTERNAL_ENCODERS = [  # features from a file (--features), or computed here from a checkpoint (--weights)
+    EncoderSpec("avhubert-large-av", "avhubert", "audio-visual", "external", 1024, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT large (self_large_vox_433h in SSR-DFD), audio + lips, last layer"),
+    EncoderSpec("avhubert-large-a", "avhubert", "audio", "external", 1024, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT large, audio with the lips zeroed, last layer"),
+    EncoderSpec("avhubert-large-v", "avhubert", "lips", "external", 1024, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT large, lips with the audio zeroed, last layer"),
+    EncoderSpec("avhubert-base-av", "avhubert", "audio-visual", "external", 768, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT base, audio + lips, last layer"),
+    EncoderSpec("avhubert-base-a", "avhubert", "audio", "external", 768, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT base, audio with the lips zeroed, last layer"),
+    EncoderSpec("avhubert-base-v", "avhubert", "lips", "external", 768, None, licence=_AVHUBERT_LICENCE,
+                description="AV-HuBERT base, lips with the audio zeroed, last layer"),
     EncoderSpec("braven-large-v", "braven", "lips", "external", 1024, None,
                 description="BRAVEn large visual encoder on 88 px mouth ROIs (BRAVEn reference code)"),
 ]
+NATIVE_FAMILIES = {"avhubert"}  # external families that also run here from their published checkpoint
 
 
 _PACKAGE_ENCODERS = [
@@ -134,7 +139,7 @@ _FAMILY_CLASSES = {  # family → "module:class"; anything else reads precompute
     "hubert": "models.encoders.audio_ssl:AudioSSLEncoder", "clip": "models.encoders.vision:ClipEncoder",
     "fsfm": "models.encoders.vision:FSFMEncoder", "ge2e": "models.encoders.speaker:SpeakerEncoder",
     "selfblend": "models.encoders.project:SelfBlendEncoder", "selfsplice": "models.encoders.project:SelfSpliceEncoder",
-    "videomae": "models.encoders.videomae:VideoMAEEncoder",
+    "videomae": "models.encoders.videomae:VideoMAEEncoder", "avhubert": "models.encoders.avhubert:AVHubertEncoder",
 }
 _EXTERNAL_CLASS = "models.encoders.external:ExternalFeatures"
 

@@ -41,7 +41,11 @@ def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
 
 
 def missing_features(spec: EncoderSpec) -> AnalysisError:
-    """The one message for an external encoder whose features were not given."""
+    """The one message for an external encoder whose features (or checkpoint) were not given."""
+    if spec.family == "avhubert":
+        return AnalysisError(f"encoder {spec.id} needs its published checkpoint or its features.",
+                             hint=f"Pass --weights {spec.id}=CHECKPOINT.pt (see README: AV-HuBERT checkpoints), or "
+                                  f"--features {spec.id}=FILE.npy (steps × {spec.dim} at 25 Hz).")
     return AnalysisError(f"encoder {spec.id} runs outside this app: its features must be given as a file.",
                          hint=f"Extract them with the reference code ({spec.description}) and pass "
                               f"--features {spec.id}=FILE.npy (steps × {spec.dim} at 25 Hz).")

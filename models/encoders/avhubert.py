@@ -1,0 +1,401 @@
+"""AV-HuBERT run natively, without fairseq: the published checkpoints loaded safely, the
+ResNet-18 lip front end and the filter-bank audio front end, fusion by concatenation (the
+missing modality zeroed), the transformer, and its last layer as one 1024-d (large) or
+768-d (base) vector per 40 ms step, the SSR-DFD clock.
+
+Written from the AV-HuBERT paper and the layout of its checkpoints (Shi et al., 2022):
+
+- a checkpoint is a torch-pickled dict {"model": state dict, "cfg": dict, "task_state":
+  fairseq Dictionary objects, ...}; `load_checkpoint` unpickles it with torch's
+  weights-only unpickler and an allow-list of inert stand-ins for the few fairseq /
+  argparse / numpy classes such files hold, so nothing from the file runs;
+- fine-tuned (seq2seq) checkpoints keep the encoder under "encoder.w2v_model."; the
+  decoder and the pretraining heads are not used and are named as such; any other key that
+  does not map, and any expected key that is missing, fails with its name.
+
+Features (`ClipInputs` gives the 88 px grey mouth ROIs and 16 kHz audio): audio is the
+26-band log filter bank (25 ms window, 10 ms hop, as python_speech_features' `logfbank`),
+four frames stacked to 104 values at 25 Hz and normalised per frame; video is the ROI
+scaled to 0..1, normalised with mean 0.421 and std 0.165.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.encoders.base import ClipInputs, EncoderSpec, Progress, fit_steps
+from models.encoders.external import ExternalFeatures
+from models.errors import AnalysisError
+from models.timing import SAMPLE_RATE
+
+ROI_MEAN, ROI_STD = 0.421, 0.165
+FBANK_BANDS, FBANK_WINDOW_S, FBANK_HOP_S, FBANK_NFFT, PREEMPHASIS = 26, 0.025, 0.010, 512, 0.97
+AUDIO_STACK = 4  # filter-bank frames (10 ms) per step (40 ms): 4 × 26 = 104 values
+FINETUNED_PREFIX = "encoder.w2v_model."
+UNUSED_PREFIXES = ("decoder.", "final_proj.", "label_embs_concat", "mask_emb", "encoder.proj.")
+# Classes a published checkpoint pickles besides tensors; each is replaced by an inert stand-in.
+CHECKPOINT_CLASSES = ("fairseq.data.dictionary.Dictionary", "argparse.Namespace",
+                      "fairseq.logging.meters.AverageMeter", "fairseq.logging.meters.TimeMeter",
+                      "fairseq.logging.meters.StopwatchMeter", "fairseq.logging.meters.MetersDict",
+                      "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+                      "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig")
+
+
+# -- safe checkpoint loading -------------------------------------------------------------------
+
+def _inert_class(full_name: str) -> type:
+    """A class that stands where `full_name` stood in the pickle: building it stores what it
+    was given and runs nothing."""
+    module, _, name = full_name.rpartition(".")
+
+    def __init__(self, *args, **kwargs):  # called by REDUCE with the pickled arguments
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):  # called by BUILD
+        self.state = state
+
+    return type(name, (), {"__module__": module, "__qualname__": name, "__init__": __init__,
+                           "__setstate__": __setstate__})
+
+
+STAND_INS = [_inert_class(name) for name in CHECKPOINT_CLASSES]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's dict, unpickled with torch's weights-only unpickler: tensors, plain
+    containers and the inert stand-ins above; anything else (a class or function the file
+    names, such as os.system) is refused with its name, and nothing from the file runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError("checkpoint file not found.", path=path,
+                            hint="Give the path of the downloaded .pt file (see README: AV-HuBERT checkpoints).")
+    try:
+        with torch.serialization.safe_globals(STAND_INS):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise AnalysisError(f"refused: the checkpoint asks to load something other than weights and settings "
+                            f"({str(error).splitlines()[0]}).", path=path,
+                            hint="Only the published AV-HuBERT / BRAVEn checkpoints are read; nothing from the "
+                                 "file was run.") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise AnalysisError(f"is not a readable PyTorch checkpoint ({str(error).splitlines()[0]}).",
+                            path=path) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise AnalysisError("is not an AV-HuBERT checkpoint: no 'model' state dict in it.", path=path)
+    return checkpoint
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AVHubertConfig:
+    """The transformer's sizes, read from the checkpoint's cfg (fairseq names)."""
+
+    layers: int = 24
+    dim: int = 1024
+    ffn_dim: int = 4096
+    heads: int = 16
+    layer_norm_first: bool = True
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    audio_dim: int = FBANK_BANDS * AUDIO_STACK
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "AVHubertConfig":
+        model = (checkpoint.get("cfg") or {}).get("model") or {}
+        model = model.get("w2v_args", {}).get("model", model) if isinstance(model.get("w2v_args"), dict) else model
+        values = {"layers": "encoder_layers", "dim": "encoder_embed_dim", "ffn_dim": "encoder_ffn_embed_dim",
+                  "heads": "encoder_attention_heads", "layer_norm_first": "layer_norm_first",
+                  "conv_pos": "conv_pos", "conv_pos_groups": "conv_pos_groups", "audio_dim": "audio_feat_dim"}
+        fusion = model.get("modality_fuse", "concat")
+        if fusion != "concat":
+            raise AnalysisError(f"AV-HuBERT checkpoint fuses modalities by {fusion!r}; only 'concat' (the "
+                                "published models) is implemented.")
+        return cls(**{field: model[key] for field, key in values.items() if key in model})
+
+
+# -- network ---------------------------------------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.PReLU(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.PReLU(planes)
+        self.downsample = None if stride == 1 and inplanes == planes else nn.Sequential(
+            nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet-18 on each frame's 64-channel map: four stages of two blocks, average pooled."""
+
+    def __init__(self):
+        super().__init__()
+        widths = (64, 128, 256, 512)
+        for index, width in enumerate(widths, start=1):
+            inplanes = widths[max(index - 2, 0)]
+            stride = 1 if index == 1 else 2
+            setattr(self, f"layer{index}", nn.Sequential(BasicBlock(inplanes, width, stride),
+                                                         BasicBlock(width, width)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+class ResEncoder(nn.Module):
+    """The lip front end: a 3-D convolution over (time, height, width), then ResNet-18 per frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.frontend3D = nn.Sequential(nn.Conv3d(1, 64, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+                                        nn.BatchNorm3d(64), nn.PReLU(64), nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.trunk = ResNetTrunk()
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) → (B, T, 512)
+        x = self.frontend3D(video)
+        batch, channels, steps = x.shape[:3]
+        x = x.transpose(1, 2).reshape(batch * steps, channels, *x.shape[3:])
+        return self.trunk(x).view(batch, steps, -1)
+
+
+class SubModel(nn.Module):
+    """One modality's front end and its projection to the model width."""
+
+    def __init__(self, input_dim: int, dim: int, resnet: ResEncoder | None = None):
+        super().__init__()
+        self.resnet = resnet
+        self.proj = nn.Linear(input_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # → (B, T, dim)
+        return self.proj(self.resnet(x) if self.resnet is not None else x)
+
+
+class PositionalConv(nn.Module):
+    """wav2vec 2.0's convolutional position embedding (weight-normalised, same padding, GELU)."""
+
+    def __init__(self, config: AVHubertConfig):
+        super().__init__()
+        conv = nn.Conv1d(config.dim, config.dim, config.conv_pos, padding=config.conv_pos // 2,
+                         groups=config.conv_pos_groups)
+        self.trim = 1 if config.conv_pos % 2 == 0 else 0
+        self.add_module("0", nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        y = getattr(self, "0")(x.transpose(1, 2))
+        if self.trim:
+            y = y[..., :-self.trim]
+        return F.gelu(y).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, steps, dim = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, steps, self.heads, dim // self.heads).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)))
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, steps, dim))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: AVHubertConfig):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.self_attn = SelfAttention(config.dim, config.heads)
+        self.self_attn_layer_norm = nn.LayerNorm(config.dim)
+        self.fc1 = nn.Linear(config.dim, config.ffn_dim)
+        self.fc2 = nn.Linear(config.ffn_dim, config.dim)
+        self.final_layer_norm = nn.LayerNorm(config.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.self_attn(self.self_attn_layer_norm(x))
+            return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        x = self.self_attn_layer_norm(x + self.self_attn(x))
+        return self.final_layer_norm(x + self.fc2(F.gelu(self.fc1(x))))
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, config: AVHubertConfig):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.pos_conv = PositionalConv(config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.layers))
+        self.layer_norm = nn.LayerNorm(config.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_conv(x)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.layer_norm(x) if self.layer_norm_first else x
+
+
+class AVHubert(nn.Module):
+    """The AV-HuBERT encoder: both front ends, concatenation, layer norm, projection, transformer."""
+
+    def __init__(self, config: AVHubertConfig):
+        super().__init__()
+        self.feature_extractor_audio = SubModel(config.audio_dim, config.dim)
+        self.feature_extractor_video = SubModel(512, config.dim, ResEncoder())
+        self.layer_norm = nn.LayerNorm(2 * config.dim)
+        self.post_extract_proj = nn.Linear(2 * config.dim, config.dim)
+        self.encoder = TransformerEncoder(config)
+
+    def forward(self, audio: torch.Tensor | None, video: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, 104) filter banks and/or (B, 1, T, 88, 88) mouth ROIs → (B, T, dim); a
+        missing modality is zeroed, as at training time."""
+        audio_features = self.feature_extractor_audio(audio) if audio is not None else None
+        video_features = self.feature_extractor_video(video) if video is not None else None
+        if audio_features is None:
+            audio_features = torch.zeros_like(video_features)
+        if video_features is None:
+            video_features = torch.zeros_like(audio_features)
+        fused = self.layer_norm(torch.cat([audio_features, video_features], dim=-1))
+        return self.encoder(self.post_extract_proj(fused))
+
+
+def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
+    """The network of a checkpoint with its weights, every key mapped: a missing or an
+    unexpected key fails with its name."""
+    model = AVHubert(AVHubertConfig.from_checkpoint(checkpoint))
+    state = {_native_key(key): value for key, value in checkpoint["model"].items() if not _unused(key)}
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise AnalysisError(f"{source}: the AV-HuBERT weights do not match the model: "
+                            + "; ".join(part for part in (
+                                f"missing {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else "") if missing
+                                else "",
+                                f"unexpected {', '.join(unexpected[:5])}" + (" …" if len(unexpected) > 5 else "")
+                                if unexpected else "") if part) + ".")
+    shapes = [key for key, value in state.items() if tuple(value.shape) != tuple(model.state_dict()[key].shape)]
+    if shapes:
+        raise AnalysisError(f"{source}: the shapes of {', '.join(shapes[:5])} do not match the checkpoint's cfg.")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _unused(key: str) -> bool:
+    """Keys of the parts this app does not run: the seq2seq decoder and the pretraining heads."""
+    return _strip(key).startswith(UNUSED_PREFIXES) or key.startswith("decoder.")
+
+
+def _strip(key: str) -> str:
+    return key.removeprefix(FINETUNED_PREFIX)
+
+
+def _native_key(key: str) -> str:
+    """fairseq's key → this module's: the fine-tuned prefix goes, the positional convolution's
+    old-style weight norm (weight_g / weight_v) becomes torch's parametrisation."""
+    key = _strip(key)
+    return key.replace("pos_conv.0.weight_g", "pos_conv.0.parametrizations.weight.original0") \
+              .replace("pos_conv.0.weight_v", "pos_conv.0.parametrizations.weight.original1")
+
+
+# -- front ends --------------------------------------------------------------------------------------
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595 * np.log10(1 + np.asarray(hz) / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700 * (10 ** (mel / 2595.0) - 1)
+
+
+def filter_bank_matrix(bands: int = FBANK_BANDS, nfft: int = FBANK_NFFT, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Triangular mel filters on FFT bins, placed as python_speech_features places them."""
+    mel_points = np.linspace(_hz_to_mel(0), _hz_to_mel(rate / 2), bands + 2)
+    bins = np.floor((nfft + 1) * _mel_to_hz(mel_points) / rate).astype(int)
+    matrix = np.zeros((bands, nfft // 2 + 1))
+    for band in range(bands):
+        low, centre, high = bins[band], bins[band + 1], bins[band + 2]
+        for index in range(low, centre):
+            matrix[band, index] = (index - low) / (centre - low)
+        for index in range(centre, high):
+            matrix[band, index] = (high - index) / (high - centre)
+    return matrix
+
+
+def log_filter_bank(audio: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(frames × 26) log filter-bank energies: pre-emphasis 0.97, 25 ms rectangular windows
+    every 10 ms (the last one zero-padded), 512-point power spectrum."""
+    signal = np.asarray(audio, np.float64)
+    signal = np.append(signal[:1], signal[1:] - PREEMPHASIS * signal[:-1])
+    length, hop = int(_round_half_up(FBANK_WINDOW_S * rate)), int(_round_half_up(FBANK_HOP_S * rate))
+    frames = 1 if len(signal) <= length else 1 + int(math.ceil((len(signal) - length) / hop))
+    padded = np.concatenate([signal, np.zeros((frames - 1) * hop + length - len(signal))])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, length)[::hop][:frames]
+    power = np.abs(np.fft.rfft(windows, FBANK_NFFT)) ** 2 / FBANK_NFFT
+    energies = power @ filter_bank_matrix(rate=rate).T
+    return np.log(np.where(energies == 0, np.finfo(float).eps, energies))
+
+
+def _round_half_up(value: float) -> float:
+    return float(math.floor(value + 0.5))
+
+
+def audio_features(audio: np.ndarray, n_steps: int) -> np.ndarray:
+    """(n_steps × 104): four filter-bank frames stacked per step, zero-padded or cut to the
+    clip's steps, each normalised over its 104 values."""
+    bank = log_filter_bank(audio).astype(np.float32)
+    bank = np.concatenate([bank, np.zeros((-len(bank) % AUDIO_STACK, bank.shape[1]), np.float32)])
+    stacked = bank.reshape(-1, AUDIO_STACK * bank.shape[1])
+    stacked = np.concatenate([stacked, np.zeros((max(0, n_steps - len(stacked)), stacked.shape[1]), np.float32)])
+    stacked = stacked[:n_steps]
+    return F.layer_norm(torch.from_numpy(stacked), stacked.shape[1:]).numpy()
+
+
+def video_features(mouth_rois: np.ndarray) -> np.ndarray:
+    """(T, 88, 88) uint8 grey ROIs → (1, 1, T, 88, 88) float, normalised as at training."""
+    return ((mouth_rois.astype(np.float32) / 255.0 - ROI_MEAN) / ROI_STD)[None, None]
+
+
+# -- the encoder -------------------------------------------------------------------------------------
+
+class AVHubertEncoder(ExternalFeatures):
+    """AV-HuBERT from a checkpoint (`--weights ENCODER=PATH`), or from a feature file
+    (`--features`) as before; the modality of the registry entry decides what runs: audio
+    and lips together (audio-visual), or one with the other zeroed."""
+
+    def __init__(self, spec: EncoderSpec, weights: str | None = None, precision: str = "auto"):
+        super().__init__(spec, weights, precision)
+        self.model = build_model(load_checkpoint(weights), str(weights)) if weights else None
+
+    def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
+        if self.spec.id in inputs.features or self.model is None:
+            return super().encode(inputs, progress)
+        modality = self.spec.modality
+        audio = torch.from_numpy(audio_features(inputs.audio, inputs.n_steps))[None] \
+            if modality in ("audio", "audio-visual") else None
+        video = torch.from_numpy(video_features(inputs.mouth_rois)) if modality in ("lips", "audio-visual") else None
+        with torch.inference_mode():
+            features = self.model(audio, video)[0].float().numpy()
+        if progress:
+            progress(1.0)
+        return fit_steps(features, inputs.n_steps)
+
+    def torch_module(self) -> nn.Module | None:
+        return self.model

@@ -1,0 +1,152 @@
+"""AV-HuBERT without fairseq: tiny checkpoints in the published layouts, written to a temp
+folder and read through the same loader as real files; every key mapped; a malicious
+pickle refused with nothing run; the filter bank against python_speech_features."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
+from models.encoders.avhubert import (STAND_INS, AVHubert, AVHubertConfig, audio_features, build_model,
+                                      load_checkpoint, log_filter_bank)
+from models.encoders.external import missing_features
+from models.errors import AnalysisError
+from models.faces import track_faces
+from models.media import decode
+
+TINY = AVHubertConfig(layers=2, dim=32, ffn_dim=64, heads=4, conv_pos=4, conv_pos_groups=4)
+TINY_CFG = {"encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
+            "layer_norm_first": True, "conv_pos": 4, "conv_pos_groups": 4, "audio_feat_dim": 104,
+            "modality_fuse": "concat"}
+
+
+def fairseq_key(key: str) -> str:
+    """This module's key → the published layout's (old-style weight norm)."""
+    return key.replace("pos_conv.0.parametrizations.weight.original0", "pos_conv.0.weight_g") \
+              .replace("pos_conv.0.parametrizations.weight.original1", "pos_conv.0.weight_v")
+
+
+@pytest.fixture()
+def fairseq_modules(monkeypatch):
+    """Modules under which the stand-ins pickle as fairseq's own classes."""
+    modules: dict[str, types.ModuleType] = {}
+    for stand_in in STAND_INS:
+        module = modules.setdefault(stand_in.__module__, types.ModuleType(stand_in.__module__))
+        setattr(module, stand_in.__qualname__, stand_in)
+    for name, module in modules.items():
+        parts = name.split(".")
+        for depth in range(1, len(parts)):  # pickle imports the parent packages first
+            parent = ".".join(parts[:depth])
+            if parent not in sys.modules:
+                monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
+        if name not in sys.modules:
+            monkeypatch.setitem(sys.modules, name, module)
+    return {stand_in.__module__ + "." + stand_in.__qualname__: stand_in for stand_in in STAND_INS}
+
+
+def write_checkpoint(path: Path, stand_ins: dict, finetuned: bool = False, edit=None) -> AVHubert:
+    """A tiny AV-HuBERT saved as fairseq saves one: pickled dict with model, cfg, args and
+    task_state holding Dictionary objects (and, fine-tuned, the encoder under
+    encoder.w2v_model. beside a decoder)."""
+    torch.manual_seed(0)
+    model = AVHubert(TINY).eval()
+    for module in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    prefix = "encoder.w2v_model." if finetuned else ""
+    state = {prefix + fairseq_key(k): v for k, v in model.state_dict().items()}
+    state[prefix + "mask_emb"] = torch.zeros(32)
+    state[prefix + ("final_proj.weight" if not finetuned else "label_embs_concat")] = torch.zeros(4, 32)
+    if finetuned:
+        state["decoder.embed_tokens.weight"] = torch.zeros(10, 32)
+    if edit:
+        edit(state)
+    dictionary = stand_ins["fairseq.data.dictionary.Dictionary"]()
+    dictionary.__setstate__({"symbols": ["<s>", "<pad>", "</s>", "<unk>", "a"], "count": [1, 1, 1, 1, 5]})
+    cfg = {"model": {"w2v_args": {"model": TINY_CFG}} if finetuned else TINY_CFG, "task": {"modalities": ["video"]}}
+    torch.save({"model": state, "cfg": cfg, "args": argparse.Namespace(arch="av_hubert"),
+                "task_state": {"dictionaries": [dictionary]}, "optimizer_history": []}, path)
+    return model
+
+
+@pytest.mark.parametrize("finetuned", [False, True])
+def test_a_checkpoint_in_the_published_layout_loads_and_gives_the_same_features(tmp_path, fairseq_modules, finetuned):
+    path = tmp_path / "tiny.pt"
+    original = write_checkpoint(path, fairseq_modules, finetuned)
+    loaded = build_model(load_checkpoint(path), str(path))
+    audio, video = torch.randn(1, 12, 104), torch.randn(1, 1, 12, 88, 88)
+    with torch.inference_mode():
+        for inputs in ((audio, video), (audio, None), (None, video)):
+            expected, got = original(*inputs), loaded(*inputs)
+            assert got.shape == (1, 12, 32) and torch.isfinite(got).all()
+            assert torch.allclose(expected, got, atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda state: state.pop("encoder.layers.1.fc2.weight"), "missing encoder.layers.1.fc2.weight"),
+    (lambda state: state.update({"encoder.extra.weight": torch.zeros(1)}), "unexpected encoder.extra.weight")])
+def test_a_missing_or_extra_key_is_named(tmp_path, fairseq_modules, change, message):
+    path = tmp_path / "broken.pt"
+    write_checkpoint(path, fairseq_modules, edit=change)
+    with pytest.raises(AnalysisError, match=message):
+        build_model(load_checkpoint(path), str(path))
+
+
+class RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.security("a malicious checkpoint (a pickle that would run a command) is refused and nothing runs")
+def test_a_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
+    marker, path = tmp_path / "ran", tmp_path / "evil.pt"
+    torch.save({"model": {}, "cfg": {}, "payload": RunsCode(marker)}, path)
+    with pytest.raises(AnalysisError, match="refused: the checkpoint asks to load something other"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_the_filter_bank_matches_python_speech_features():
+    from python_speech_features import logfbank
+
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(16_000 * 2 + 123)).astype(np.float32)
+    audio[:400] = 0.0  # a silent start: log of the floor
+    ours, reference = log_filter_bank(audio), logfbank(audio, samplerate=16_000)
+    assert ours.shape == reference.shape == (200, 26)
+    assert np.abs(ours - reference).max() < 1e-4
+    stacked = audio_features(audio, 50)
+    assert stacked.shape == (50, 104) and np.allclose(stacked.mean(1), 0, atol=1e-5)
+
+
+def test_registry_entries_run_natively_from_a_checkpoint_or_read_the_same_features(tmp_path, fairseq_modules,
+                                                                                   face_clip):
+    """A tiny entry of the family: from its checkpoint it computes (steps × dim) on a real
+    clip's audio and mouth regions; given the same numbers as a feature file, the file
+    route returns them unchanged (the released probes see identical inputs either way)."""
+    path = tmp_path / "tiny.pt"
+    write_checkpoint(path, fairseq_modules)
+    spec = register_encoder(get_spec("avhubert-large-av").__class__(
+        "tiny-avhubert-av", "avhubert", "audio-visual", "external", 32, None, description="test entry"))
+    try:
+        clip = decode(face_clip)
+        inputs = ClipInputs(clip, track_faces(clip.frames))
+        native = create_encoder(spec.id, str(path)).encode(inputs)
+        assert native.shape == (clip.n_steps, 32) and np.isfinite(native).all()
+        np.save(tmp_path / "features.npy", native)
+        from_file = create_encoder(spec.id).encode(ClipInputs(clip, None, {spec.id: str(tmp_path / "features.npy")}))
+        assert np.array_equal(from_file, native)
+    finally:
+        unregister_encoder(spec.id)
+    assert "--weights avhubert-large-av=CHECKPOINT.pt" in str(missing_features(get_spec("avhubert-large-av")))

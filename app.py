@@ -8,7 +8,8 @@ each), AVXPLAIN_TIME_LIMIT_S (per analysis,
 default 300), AVXPLAIN_SESSION_TTL_S (an idle session's analysis is dropped, default 3600;
 a closed tab's at once), AVXPLAIN_MAX_SESSIONS (sessions kept in memory, oldest dropped, default 200),
 AVXPLAIN_ANNOTATIONS_DB (a SQLAlchemy URL or SQLite file; default the app home's
-annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once).
+annotations.sqlite), AVXPLAIN_CONCURRENCY (default 2 analyses at once), AVXPLAIN_WEIGHTS
+("ENCODER=PATH,...": AV-HuBERT checkpoints, local copies of hub weights).
 """
 from __future__ import annotations
 
@@ -110,8 +111,15 @@ def settings_limits() -> MediaLimits:
 
 
 def settings_options() -> AnalysisOptions:
-    return AnalysisOptions(settings=Settings(limits=settings_limits()),
+    return AnalysisOptions(settings=Settings(limits=settings_limits(), weights=configured_weights()),
                            time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
+
+
+def configured_weights() -> dict[str, str]:
+    """Encoder weights the server's operator configured: AVXPLAIN_WEIGHTS="ENCODER=PATH,..."
+    (an AV-HuBERT checkpoint, a local copy of hub weights), as the CLI's --weights."""
+    pairs = [item.partition("=") for item in os.environ.get("AVXPLAIN_WEIGHTS", "").split(",") if item.strip()]
+    return {name.strip(): path.strip() for name, _, path in pairs if name.strip() and path.strip()}
 
 
 def scratch_folder(kind: str) -> Path:

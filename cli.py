@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                          help="numeric precision of the encoders (auto: bf16 where the CPU has bf16 units, else fp32)")
     analyze.add_argument("--weights", action="append", metavar="ENCODER=PATH",
-                         help="local weights (folder or file) for a hub encoder")
+                         help="local weights (folder or file) for a hub encoder, or an AV-HuBERT checkpoint (.pt)")
     analyze.add_argument("--features", action="append", metavar="ENCODER=PATH",
                          help="precomputed features (.npy/.npz) for an external encoder (AV-HuBERT, BRAVEn)")
     analyze.add_argument("--max-duration", type=float, default=600.0, help="refuse longer clips (seconds)")

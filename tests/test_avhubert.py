@@ -51,27 +51,30 @@ def fairseq_modules(monkeypatch):
     return {stand_in.__module__ + "." + stand_in.__qualname__: stand_in for stand_in in STAND_INS}
 
 
-def write_checkpoint(path: Path, stand_ins: dict, finetuned: bool = False, edit=None) -> AVHubert:
+def write_checkpoint(path: Path, stand_ins: dict, finetuned: bool = False, edit=None,
+                     config: AVHubertConfig = TINY) -> AVHubert:
     """A tiny AV-HuBERT saved as fairseq saves one: pickled dict with model, cfg, args and
     task_state holding Dictionary objects (and, fine-tuned, the encoder under
     encoder.w2v_model. beside a decoder)."""
     torch.manual_seed(0)
-    model = AVHubert(TINY).eval()
+    model = AVHubert(config).eval()
     for module in model.modules():  # non-trivial batch-norm statistics
         if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     prefix = "encoder.w2v_model." if finetuned else ""
     state = {prefix + fairseq_key(k): v for k, v in model.state_dict().items()}
-    state[prefix + "mask_emb"] = torch.zeros(32)
-    state[prefix + ("final_proj.weight" if not finetuned else "label_embs_concat")] = torch.zeros(4, 32)
+    state[prefix + "mask_emb"] = torch.zeros(config.dim)
+    state[prefix + ("final_proj.weight" if not finetuned else "label_embs_concat")] = torch.zeros(4, config.dim)
     if finetuned:
-        state["decoder.embed_tokens.weight"] = torch.zeros(10, 32)
+        state["decoder.embed_tokens.weight"] = torch.zeros(10, config.dim)
     if edit:
         edit(state)
     dictionary = stand_ins["fairseq.data.dictionary.Dictionary"]()
     dictionary.__setstate__({"symbols": ["<s>", "<pad>", "</s>", "<unk>", "a"], "count": [1, 1, 1, 1, 5]})
-    cfg = {"model": {"w2v_args": {"model": TINY_CFG}} if finetuned else TINY_CFG, "task": {"modalities": ["video"]}}
+    sizes = {**TINY_CFG, "encoder_layers": config.layers, "encoder_embed_dim": config.dim,
+             "encoder_ffn_embed_dim": config.ffn_dim, "encoder_attention_heads": config.heads}
+    cfg = {"model": {"w2v_args": {"model": sizes}} if finetuned else sizes, "task": {"modalities": ["video"]}}
     torch.save({"model": state, "cfg": cfg, "args": argparse.Namespace(arch="av_hubert"),
                 "task_state": {"dictionaries": [dictionary]}, "optimizer_history": []}, path)
     return model
@@ -112,9 +115,13 @@ class RunsCode:
 def test_a_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
     marker, path = tmp_path / "ran", tmp_path / "evil.pt"
     torch.save({"model": {}, "cfg": {}, "payload": RunsCode(marker)}, path)
-    with pytest.raises(AnalysisError, match="refused: the checkpoint asks to load something other"):
+    with pytest.raises(AnalysisError, match=r"refused: the checkpoint asks to load posix.system, which is neither"):
         load_checkpoint(path)
     assert not marker.exists()
+    garbage = tmp_path / "notes.pt"
+    garbage.write_text("not a checkpoint\n")
+    with pytest.raises(AnalysisError, match="is not a PyTorch checkpoint"):
+        load_checkpoint(garbage)
 
 
 def test_the_filter_bank_matches_python_speech_features():
@@ -150,3 +157,29 @@ def test_registry_entries_run_natively_from_a_checkpoint_or_read_the_same_featur
     finally:
         unregister_encoder(spec.id)
     assert "--weights avhubert-large-av=CHECKPOINT.pt" in str(missing_features(get_spec("avhubert-large-av")))
+
+
+def test_the_released_probe_runs_from_a_checkpoint_as_from_the_same_features(face_clip, app_home, fixtures_dir,
+                                                                              tmp_path, fairseq_modules):
+    """ssr-dfd/avh_multimodal from a video and an AV-HuBERT checkpoint (1024 wide, one layer):
+    the probe scores what the encoder computed; given those features as a file instead, the
+    released probe's logits are identical."""
+    from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
+    from models.zoo import fetch_remote
+
+    fetch_remote("ssr-dfd/avh_multimodal", source=fixtures_dir / "ssr-dfd-probes" / "avh_multimodal.ckpt")
+    checkpoint = tmp_path / "avhubert.pt"
+    write_checkpoint(checkpoint, fairseq_modules, finetuned=True,
+                     config=AVHubertConfig(layers=1, dim=1024, ffn_dim=64, heads=4, conv_pos=4, conv_pos_groups=4))
+    native = analyze(face_clip, ["ssr-dfd/avh_multimodal"], AnalysisOptions(
+        settings=Settings(weights={"avhubert-large-av": str(checkpoint)}), cache=None))
+    features = native.features["avhubert-large-av"]
+    assert features.shape == (native.media.n_steps, 1024) and native.face_track is not None
+    np.savez(tmp_path / "avh.npz", multimodal=features)
+    from_file = analyze(face_clip, ["ssr-dfd/avh_multimodal"],
+                        AnalysisOptions(features={"avhubert-large-av": str(tmp_path / "avh.npz")}, cache=None))
+    logits = native.probes["ssr-dfd/avh_multimodal"].scores.logits
+    assert np.isfinite(logits).all() and np.array_equal(logits, from_file.probes["ssr-dfd/avh_multimodal"].scores.logits)
+    with pytest.raises(AnalysisError, match="needs its published checkpoint or its features"):
+        analyze(face_clip, ["ssr-dfd/avh_multimodal"], AnalysisOptions(cache=None))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.encoders.base import ClipInputs, EncoderSpec, Progress, fit_steps
+from models.encoders.base import ClipInputs, EncoderSpec, Progress, fit_steps, resolve_dtype
 from models.encoders.external import ExternalFeatures
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE
@@ -76,14 +78,20 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise AnalysisError("checkpoint file not found.", path=path,
                             hint="Give the path of the downloaded .pt file (see README: AV-HuBERT checkpoints).")
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch's zip format nor a bare pickle
+        raise AnalysisError("is not a PyTorch checkpoint (neither a torch.save archive nor a pickle).", path=path,
+                            hint="Give the .pt file as downloaded from the AV-HuBERT model zoo.")
     try:
         with torch.serialization.safe_globals(STAND_INS):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise AnalysisError(f"refused: the checkpoint asks to load something other than weights and settings "
-                            f"({str(error).splitlines()[0]}).", path=path,
-                            hint="Only the published AV-HuBERT / BRAVEn checkpoints are read; nothing from the "
-                                 "file was run.") from None
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        raise AnalysisError(f"refused: the checkpoint asks to load {refused.group(1) if refused else 'an object'}, "
+                            "which is neither weights nor settings.", path=path,
+                            hint="Only the published AV-HuBERT checkpoints are read; nothing from the file was "
+                                 "run.") from None
     except (RuntimeError, OSError, EOFError, ValueError) as error:
         raise AnalysisError(f"is not a readable PyTorch checkpoint ({str(error).splitlines()[0]}).",
                             path=path) from None
@@ -195,6 +203,10 @@ class PositionalConv(nn.Module):
         self.trim = 1 if config.conv_pos % 2 == 0 else 0
         self.add_module("0", nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2))
 
+    def fold_weight_norm(self) -> None:
+        """Replace the weight norm by the plain weight it gives (inference: computed once)."""
+        nn.utils.parametrize.remove_parametrizations(getattr(self, "0"), "weight")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
         y = getattr(self, "0")(x.transpose(1, 2))
         if self.trim:
@@ -295,6 +307,7 @@ def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
     if shapes:
         raise AnalysisError(f"{source}: the shapes of {', '.join(shapes[:5])} do not match the checkpoint's cfg.")
     model.load_state_dict(state)
+    model.encoder.pos_conv.fold_weight_norm()
     return model.eval()
 
 
@@ -382,6 +395,7 @@ class AVHubertEncoder(ExternalFeatures):
 
     def __init__(self, spec: EncoderSpec, weights: str | None = None, precision: str = "auto"):
         super().__init__(spec, weights, precision)
+        self.dtype = resolve_dtype(precision)  # bf16 on CPUs with bf16 units under "auto"
         self.model = build_model(load_checkpoint(weights), str(weights)) if weights else None
 
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
@@ -391,7 +405,7 @@ class AVHubertEncoder(ExternalFeatures):
         audio = torch.from_numpy(audio_features(inputs.audio, inputs.n_steps))[None] \
             if modality in ("audio", "audio-visual") else None
         video = torch.from_numpy(video_features(inputs.mouth_rois)) if modality in ("lips", "audio-visual") else None
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             features = self.model(audio, video)[0].float().numpy()
         if progress:
             progress(1.0)

@@ -27,14 +27,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import gradio as gr
+import numpy as np
 
 from explain.alignment import align_clicks, alignment_figure, click_step, summarise
 from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
+from explain.figures import TimeAxis
 from explain.reports import WrittenReport, write_report
 from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
@@ -55,6 +58,8 @@ SUBTITLE = ("Drop in a video to see whether its sound or its face looks manipula
             "to trust the answer.")
 STAND_IN_BANNER = ("⚠️ **Demonstration probes:** {names} learned from manipulations made by this project, not from "
                    "real-world deepfakes. Read their verdicts as a demonstration of the tool.")
+BASELINE_BANNER = ("**Baselines:** {names} (random-init encoder or untrained head) show what a model that learned "
+                   "nothing gives; they are left out of the verdict.")
 DEMO_DESCRIPTIONS = {"real.mp4": "Real: an unedited talking face",
                      "audio_fake.mp4": "Audio fake: a stretch of the voice is swapped",
                      "visual_fake.mp4": "Visual fake: the mouth is swapped for a second",
@@ -97,6 +102,11 @@ SESSION_TTL_S = float(os.environ.get("AVXPLAIN_SESSION_TTL_S", 3600))  # an idle
 MAX_SESSIONS = int(os.environ.get("AVXPLAIN_MAX_SESSIONS", 200))  # sessions Gradio keeps; the oldest are dropped
 CLOSED_SESSIONS: OrderedDict[str, None] = OrderedDict()  # recently closed sessions: their running analyses stop
 CLOSED_SESSIONS_KEPT = 1000
+RUNNING: dict[str, "Run"] = {}  # the latest analysis of each tab (session id), for Cancel
+# Analyses run on long-lived threads: a new thread per request would leave the per-thread
+# buffers of the numeric libraries behind each time (measured: +20-40 MB a burst of 8).
+ANALYSIS_WORKERS = ThreadPoolExecutor(2 * int(os.environ.get("AVXPLAIN_CONCURRENCY", 2)),
+                                      thread_name_prefix="analysis")
 MARKER_COLOUR = (255, 40, 200)  # the annotator's own points
 OTHERS_COLOUR = (40, 200, 255)  # other annotators' points, when shown
 LOG = logging.getLogger("avxplain.app")
@@ -182,6 +192,8 @@ class Session:
     run: Run | None = None
     shown: Shown | None = None
     annotation_step: int = 0  # the frame on screen in the Annotate tab: a click is stored against it
+    curves: np.ndarray | None = None  # the temporal figure (RGB) and where its time axis lies, for a cursor
+    time_axis: TimeAxis | None = None
 
     def frames_clip(self) -> Clip:
         if self.result is not None and self.result.clip is not None:
@@ -231,14 +243,19 @@ def default_probes(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
     return [p for p in DEFAULT_SCORERS if p in available] or sorted(available - {SYNC_SCORER_ID})[:1]
 
 
-def stand_in_probes() -> frozenset[str]:
-    """The usable probes that are no real-world detectors (read once, from the zoo's cards)."""
-    return frozenset(entry.id for entry in usable_probes() if entry.stand_in)
+def stand_in_probes() -> dict[str, bool]:
+    """The usable probes that are no real-world detectors, each with whether it is a baseline
+    (read once, from the zoo's cards)."""
+    return {entry.id: is_baseline(entry) for entry in usable_probes() if entry.stand_in}
 
 
-def banner(stand_ins: frozenset[str], *selected: list[str]) -> str:
-    names = [pid for group in selected for pid in (group or []) if pid in stand_ins]
-    return STAND_IN_BANNER.format(names=", ".join(names)) if names else ""
+def banner(stand_ins: dict[str, bool], *selected: list[str]) -> str:
+    """What the ticked probes are not: demonstration probes trained on this project's own
+    manipulations, and baselines."""
+    chosen = [pid for group in selected for pid in (group or []) if pid in stand_ins]
+    demos, baselines = [p for p in chosen if not stand_ins[p]], [p for p in chosen if stand_ins[p]]
+    return "\n\n".join(([STAND_IN_BANNER.format(names=", ".join(demos))] if demos else [])
+                       + ([BASELINE_BANNER.format(names=", ".join(baselines))] if baselines else []))
 
 
 # -- analyse ---------------------------------------------------------------------------------
@@ -290,6 +307,9 @@ def analysis_stages(video: str, probe_ids: list[str], session: Session, report) 
         previous = result
         session.video, session.result, session.sha256 = video, result, result.media.sha256
         session.gallery = [(h.step, h.probe_id, str(path)) for h, path in written.heatmaps]
+        if written.time_axis is not None:
+            session.curves = cv2.imread(str(written.paths["temporal_png"]))[..., ::-1]
+            session.time_axis = written.time_axis
         yield to_come, results_view(result, written, files, session.gallery, to_come)
 
 
@@ -347,6 +367,11 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
         yield session, *session.shown.outputs, progress_html(None, "served from this session's last analysis")
         return
     run = session.start_run(video)
+    if session_hash is not None:
+        previous_run = RUNNING.get(session_hash)
+        if previous_run is not None:
+            previous_run.cancelled.set()  # one analysis per tab: a new press replaces the running one
+        RUNNING[session_hash] = run
 
     def report(stage: str, fraction: float) -> None:
         if session_hash in CLOSED_SESSIONS:
@@ -369,7 +394,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
 
     session.shown = None
     yield session, *empty_view(), progress_html(run, "starting", estimate)
-    threading.Thread(target=work, daemon=True, name="analysis").start()
+    ANALYSIS_WORKERS.submit(work)
     stages_done = 0
     while True:
         try:
@@ -386,7 +411,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
             if run.cancelled.is_set():
                 yield session, *empty_view(CANCELLED_CARD), progress_html(None, "cancelled; the app is ready")
             else:
-                session.result = session.clip = None
+                session.result = session.clip = session.curves = None
                 session.gallery = []
                 yield session, *empty_view(error_card(video, item)), progress_html(None, "stopped")
             return
@@ -400,22 +425,28 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
                                                stages_done)
 
 
-def cancel_analysis(session: Session | None) -> str:
-    """Stop the session's running analysis at its next stage (within a second or two)."""
-    if session is None or session.run is None or session.run.cancelled.is_set():
+def cancel_analysis(session: Session | None, request: gr.Request | None = None) -> str:
+    """Stop the tab's running analysis at its next stage (within a second or two). The run is
+    found by the tab's session id: the page's State may still hold an object an earlier event
+    (a new video) replaced."""
+    run = RUNNING.get(getattr(request, "session_hash", None)) or (session.run if session is not None else None)
+    if run is None or run.cancelled.is_set():
         return progress_html(None, "nothing is running")
-    session.run.cancelled.set()
+    run.cancelled.set()
     return progress_html(None, "cancelling…")
 
 
-def new_video(session: Session | None):
+def new_video(video: str | None, session: Session | None, request: gr.Request | None = None):
     """Another video was loaded (or the video removed): nothing of the previous one stays on
-    either tab, and its running analysis stops."""
+    either tab, and an analysis of another video stops (one of this video, started before
+    this event arrived, goes on)."""
     session = session or Session()
-    if session.run is not None:
-        session.run.cancelled.set()
+    for run in (session.run, RUNNING.get(getattr(request, "session_hash", None))):
+        if run is not None and run.video != video:
+            run.cancelled.set()
     _replace_reports(session, None)
     session.video = session.result = session.clip = session.sha256 = session.shown = None
+    session.curves = session.time_axis = None
     session.gallery, session.annotation_step = [], 0
     return (session, *empty_view(), progress_html(None, ""), None, "", None, "", [], "", None,
             gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Time"))
@@ -461,7 +492,7 @@ def end_session(session: Session | None) -> None:
         if session.run is not None:
             session.run.cancelled.set()
         _replace_reports(session, None)
-        session.result = session.clip = session.shown = None
+        session.result = session.clip = session.shown = session.curves = None
     return_freed_memory()
 
 
@@ -487,6 +518,7 @@ def forget_session(app: gr.Blocks, session_hash: str) -> None:
     session. (Gradio keeps a closed session's state for an hour, whatever its time to live,
     so without this every finished client would hold its frames that long.)"""
     CLOSED_SESSIONS[session_hash] = None
+    RUNNING.pop(session_hash, None)
     while len(CLOSED_SESSIONS) > CLOSED_SESSIONS_KEPT:
         CLOSED_SESSIONS.popitem(last=False)
     holder = app.state_holder
@@ -576,10 +608,10 @@ def details_markdown(result: AnalysisResult) -> str:
 
 
 def show_step(step: float, session: Session | None, probe_id: str | None = None):
-    """The frame at one step with a face probe's heatmap (the given one, else the first) and
-    every probe's score there."""
+    """The curves with a cursor at one step, the frame there with a face probe's heatmap (the
+    given one, else the first) and every probe's score there."""
     if session is None or session.result is None:
-        return None, ""
+        return gr.skip(), None, ""
     result = session.result
     step = int(min(max(step, 0), result.media.n_steps - 1))
     frame = result.clip.frames[step]
@@ -596,7 +628,14 @@ def show_step(step: float, session: Session | None, probe_id: str | None = None)
         frame = overlay(frame, heatmap.frame_map)
         lines.append(f"- heatmap of {probe_id}: maximum at ({heatmap.peak[0]:.3f}, {heatmap.peak[1]:.3f}), "
                      f"hot-spot centre at ({heatmap.hotspot[0]:.3f}, {heatmap.hotspot[1]:.3f})")
-    return frame, "\n".join(lines)
+    return curves_at(session, step), frame, "\n".join(lines)
+
+
+def curves_at(session: Session, step: int):
+    """The temporal figure with a cursor at the start of `step` (unchanged without one)."""
+    if session.curves is None or session.time_axis is None:
+        return gr.skip()
+    return session.time_axis.draw_cursor(session.curves, step / STEP_RATE)
 
 
 def pick_gallery(session: Session | None, evt: gr.SelectData):
@@ -604,16 +643,16 @@ def pick_gallery(session: Session | None, evt: gr.SelectData):
     moves the time slider there."""
     if session is None or session.result is None or evt.index is None \
             or not 0 <= int(evt.index) < len(session.gallery):
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     step, probe_id, image = session.gallery[int(evt.index)]
     text = f"**{timeline_label(step, session.result.media.fps)}** · map of **{probe_id}** (as in the gallery)"
-    return gr.Slider(value=step), image, text
+    return gr.Slider(value=step), curves_at(session, step), image, text
 
 
 def seek_segment(start: str | None, session: Session | None):
     """A segment chip: the time slider and the step view go to the segment's start."""
     if not start or session is None or session.result is None:
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     step = int(round(float(start) * STEP_RATE))
     return (gr.Slider(value=step), *show_step(step, session))
 
@@ -903,17 +942,20 @@ def build_app() -> gr.Blocks:
         results = [verdict, segments, figure, gallery, files, step, details]
         for box in checkboxes:
             box.change(functools.partial(banner, stand_ins), checkboxes, banner_box, api_name=False)
-        video.change(new_video, [session], [session, *results, status, step_frame, step_text, frame, frame_caption,
+        video.change(new_video, [video, session], [session, *results, status, step_frame, step_text, frame, frame_caption,
                                             table, align_text, align_plot, scrubber], api_name=False,
                      show_progress="hidden")
         run = analyse.click(with_request(run_analysis, 2 + len(checkboxes)), [video, session, *checkboxes],
                             [session, *results, status], api_name="analyse_page", show_progress="hidden")
-        run.then(show_step, [step, session], [step_frame, step_text], api_name=False)
+        run.then(show_step, [step, session], [figure, step_frame, step_text], api_name=False, show_progress="hidden")
         cancel.click(cancel_analysis, [session], status, api_name="cancel", queue=False)
-        step.input(show_step, [step, session], [step_frame, step_text], api_name=False, trigger_mode="always_last")
-        gallery.select(pick_gallery, [session], [step, step_frame, step_text], api_name=False)
+        step.input(show_step, [step, session], [figure, step_frame, step_text], api_name=False,
+                   trigger_mode="always_last", show_progress="hidden")
+        gallery.select(pick_gallery, [session], [step, figure, step_frame, step_text], api_name=False,
+                       show_progress="hidden")
         segments.select(None, [segments], None, js=SEEK_PLAYER_JS, api_name=False)
-        segments.select(seek_segment, [segments, session], [step, step_frame, step_text], api_name=False)
+        segments.select(seek_segment, [segments, session], [step, figure, step_frame, step_text], api_name=False,
+                        show_progress="hidden")
 
         annotation = [annotator, show_others, session]
         load.click(load_frames, [video, session], [session, scrubber], api_name=False).then(

@@ -7,6 +7,7 @@ audio attribution figure "attribution" and "explained-step".
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -204,6 +205,36 @@ def modality_figure(ablation: dict) -> Figure:
     evidence_ax.set_title("Where the evidence comes from: each modality, fused, and each one ablated", fontsize=10,
                           loc="left")
     return figure
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Where the shared time axis of a saved temporal figure lies in its image, as fractions
+    of the width (left to right) and of the height (top down, one span per panel on it): a
+    cursor at any time can then be drawn onto the PNG."""
+
+    x0: float
+    x1: float
+    duration_s: float
+    spans: tuple[tuple[float, float], ...]
+
+    def draw_cursor(self, image: np.ndarray, time_s: float, colour=(220, 30, 30)) -> np.ndarray:
+        """A copy of the figure's RGB image with a vertical line at `time_s` on every panel."""
+        out = image.copy()
+        height, width = out.shape[:2]
+        x = int(round((self.x0 + (self.x1 - self.x0) * min(max(time_s / self.duration_s, 0.0), 1.0)) * width))
+        for top, bottom in self.spans:
+            out[int(top * height):int(bottom * height), max(0, x - 1):x + 1] = colour
+        return out
+
+
+def time_axis(figure: Figure) -> TimeAxis:
+    """The time axis of a temporal figure once it has been drawn (saved)."""
+    first = figure.axes[0]
+    panels = [ax for ax in figure.axes if first.get_shared_x_axes().joined(first, ax)]
+    box = first.get_position()
+    return TimeAxis(box.x0, box.x1, float(first.get_xlim()[1]),
+                    tuple((1 - ax.get_position().y1, 1 - ax.get_position().y0) for ax in panels))
 
 
 def save_figure(figure: Figure, path_stem: str | Path, formats: tuple[str, ...] = ("png", "svg"),

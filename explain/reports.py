@@ -10,7 +10,7 @@ import cv2
 
 from explain.audio_attribution import AudioAttribution, explain_audio
 from explain.faithfulness import explanation_faithfulness, temporal_faithfulness
-from explain.figures import audio_attribution_figure, modality_figure, save_figure, temporal_figure
+from explain.figures import TimeAxis, audio_attribution_figure, modality_figure, save_figure, temporal_figure, time_axis
 from explain.modality import modality_contributions
 from explain.spatial import Heatmap, SpatialExplanation, explain_spatial, overlay, spatial_probes
 from explain.temporal import explain_temporal
@@ -91,6 +91,7 @@ class WrittenReport:
     paths: dict[str, Path]
     heatmaps: list[tuple[Heatmap, Path]]
     report: dict  # what report.json holds, verdict first
+    time_axis: TimeAxis | None = None  # where temporal.png's time axis lies (for a time cursor)
 
 
 def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None = None,
@@ -113,17 +114,18 @@ def write_report(result: AnalysisResult, out_dir: str | Path, truth: dict | None
             image = overlay(result.clip.frames[heatmap.step], heatmap.frame_map)
             paths[name] = atomic_write(out_dir / f"{name}.png", lambda tmp, image=image: _write_png(tmp, image))
             heatmaps.append((heatmap, paths[name]))
-    clip = result.clip
+    clip, axis = result.clip, None
     if curves:
         figure = temporal_figure(explanations, audio=clip.audio if clip else None,
                                  frames=clip.frames if clip else None,
                                  title=f"{result.media.name} — {result.media.duration_s:.2f} s")
         png, svg = save_figure(figure, out_dir / "temporal")
         paths.update({"temporal_png": png, "temporal_svg": svg})
+        axis = time_axis(figure)
     for attribution in attributions:
         name = f"audio_attribution_{safe_name(attribution.probe_id)}"
         paths[name] = save_figure(audio_attribution_figure(clip.audio, attribution), out_dir / name, ("png",))[0]
     if measures and report["explanation_measures"]["modality_ablation"] is not None:
         paths["modality"] = save_figure(modality_figure(report["explanation_measures"]["modality_ablation"]),
                                         out_dir / "modality", ("png",))[0]
-    return WrittenReport(paths, heatmaps, report)
+    return WrittenReport(paths, heatmaps, report, axis)

@@ -190,12 +190,12 @@ def test_eight_concurrent_clients_are_all_answered_without_cross_talk(tmp_path, 
 
 
 def test_repeated_analyses_return_to_the_same_memory(figures):
-    """The app's own request path, in this process: bursts of 8 analyses, each session ended
-    afterwards, until memory settles; the last three bursts end within 20 MB of each other (a
-    leak of 1.3 MB per analysis or more grows by over 20 MB across them). The first bursts
-    fill what a process keeps once (loaded encoders, the feature cache's first hits, kernel
-    caches, heaps of the worker threads): in full test runs that growth came in the second
-    burst (+29 MB) or the third (+42 MB), then stopped."""
+    """The app's own request path, in this process: five bursts of 8 analyses, each session
+    ended afterwards; after the last burst memory is within 30 MB of the lowest level after
+    the warm-up burst. Levels move by ±25 MB from burst to burst in a process that has run
+    the other tests; a leak of 1 MB per analysis grows by 32 MB over the four bursts. (A new
+    thread per analysis, since replaced by a pool, grew 1907 → 1949 → 1977 → 1980 → 2018 MB
+    here: the numeric libraries' per-thread buffers stayed behind.)"""
     import gc
 
     import app
@@ -212,7 +212,7 @@ def test_repeated_analyses_return_to_the_same_memory(figures):
         levels.append(rss_mb(os.getpid()))
     figures(f"memory of the app's request path: {' → '.join(f'{level:.0f}' for level in levels)} MB after "
             f"{len(levels)} bursts of {len(clips)} analyses (sessions ended)")
-    assert max(levels[-3:]) - min(levels[-3:]) <= 20
+    assert levels[-1] <= min(levels[1:]) + 30
 
 
 @pytest.mark.security("16 concurrent annotators through the API: no click lost, integrity check ok")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 
 import app
@@ -44,6 +45,10 @@ def test_probe_picker_leads_with_the_bundled_set_and_keeps_baselines_apart():
     assert baselines and all(pid.startswith("random@") for pid in baselines) and not baselines & set(defaults)
     assert all(label.startswith("Baseline:") for label, _ in groups["baselines"])
     assert {e["id"] for e in app.api_probes() if e["baseline"]} == baselines
+    text = app.banner(app.stand_in_probes(), defaults, ["random@random-selfblend-cnn"])
+    demo_part, baseline_part = text.split("\n\n")
+    assert "demo/visual-selfblend" in demo_part and "random@" not in demo_part
+    assert "random@random-selfblend-cnn" in baseline_part and "left out of the verdict" in baseline_part
 
 
 def test_results_arrive_stage_by_stage_audio_first():
@@ -57,6 +62,22 @@ def test_results_arrive_stage_by_stage_audio_first():
     assert "demo/visual-selfblend" in second[7] and second[4] == [] and "Still running: heatmaps" in second[1]
     assert len(final[4]) == app.GALLERY_STEPS and "Still running" not in final[1] and "done in" in final[8]
     assert Path(final[3]).name == "temporal.png" and final[3] == second[3]  # the curves are drawn once
+
+
+def test_the_step_view_and_the_segment_chips_move_a_cursor_over_the_curves():
+    """The time slider, a segment chip and a gallery click draw a cursor on the temporal
+    figure at their time, on the panels of the shared time axis only."""
+    session = answers(DEMO / "visual_fake.mp4", ["demo/visual-selfblend"])[-1][0]
+    axis, curves = session.time_axis, session.curves
+    early, _, _ = app.show_step(5, session)
+    late, frame, text = app.show_step(80, session)
+    changed = lambda image: np.flatnonzero((image != curves).any(axis=(0, 2)))  # noqa: E731 - columns drawn on
+    width = curves.shape[1]
+    assert changed(early).max() < changed(late).min()
+    assert abs(changed(late).mean() / width - (axis.x0 + (axis.x1 - axis.x0) * (80 / 25) / axis.duration_s)) < 0.005
+    assert "step 80," in text and frame.shape == session.result.clip.frames[80].shape
+    step, cursor, _, seek_text = app.seek_segment("1.00", session)
+    assert step.value == 25 and "step 25," in seek_text and changed(cursor).size
 
 
 def test_the_same_request_again_is_served_from_what_is_shown():
@@ -81,11 +102,14 @@ def test_an_error_replaces_the_results_and_names_the_file(tmp_path):
 def test_a_new_video_clears_both_tabs_and_stops_the_running_analysis():
     session = answers(DEMO / "visual_fake.mp4", ["demo/visual-selfblend"])[-1][0]
     running = session.start_run("x")
-    cleared = app.new_video(session)
+    cleared = app.new_video(str(DEMO / "real.mp4"), session)
     assert running.cancelled.is_set()
     assert cleared[0].result is None and cleared[0].shown is None and cleared[0].gallery == []
     assert cleared[1] == "" and cleared[3] is None and cleared[4] == [] and cleared[5] == []
     assert cleared[11] is None and cleared[13] == []  # the Annotate tab's frame and points table
+    of_this_video = cleared[0].start_run(str(DEMO / "real.mp4"))  # started before the change event arrived
+    app.new_video(str(DEMO / "real.mp4"), cleared[0])
+    assert not of_this_video.cancelled.is_set()
 
 
 def test_cancel_stops_the_run_and_the_next_one_works():

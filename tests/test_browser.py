@@ -82,6 +82,15 @@ def analyse_and_wait(page, timeout: int = ANALYSIS_S) -> None:
                            timeout=timeout)
 
 
+def settled(page) -> None:
+    """Wait until the step view is drawn and every image on the page has loaded (screenshots)."""
+    page.wait_for_selector("#step-text p, #step-text li", timeout=60_000)
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(image => { image.loading = 'eager'; })")
+    page.wait_for_function("Array.from(document.images).filter(image => image.offsetParent !== null)"
+                           ".every(image => image.complete)", timeout=60_000)
+    page.wait_for_timeout(500)
+
+
 def in_viewport(page, selector: str) -> bool:
     box = page.locator(selector).bounding_box()
     viewport = page.viewport_size
@@ -118,6 +127,7 @@ def test_the_verdict_comes_first_and_chips_and_gallery_items_show_what_they_name
     assert card.bounding_box()["y"] < desktop.locator("#temporal-figure").bounding_box()["y"]
     counted = card.locator("ul").first.inner_text()  # the per-modality verdicts …
     assert "random@" not in counted and "baselines not counted in the verdict" in card.inner_text()  # … and why
+    settled(desktop)
     shoot(desktop, "desktop_verdict.png")
 
     chip = desktop.locator("#segment-chips label").first
@@ -291,4 +301,5 @@ def test_phone_layout_stacks_full_width_readable_figures(page):
         assert box["width"] >= 0.9 * full["width"] and box["y"] > full["y"] + full["height"], selector  # stacked
     figure = phone.locator("#temporal-figure img").bounding_box()
     assert figure["width"] >= 700  # drawn at a readable size; the panel scrolls sideways
+    settled(phone)
     shoot(phone, "phone_results.png")

@@ -14,8 +14,15 @@ import pytest
 import torch
 
 from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
-from models.encoders.avhubert import (STAND_INS, AVHubert, AVHubertConfig, audio_features, build_model,
-                                      load_checkpoint, log_filter_bank)
+from models.encoders.avhubert import (
+    STAND_INS,
+    AVHubert,
+    AVHubertConfig,
+    audio_features,
+    build_model,
+    load_checkpoint,
+    log_filter_bank,
+)
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import track_faces

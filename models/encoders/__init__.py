@@ -48,20 +48,14 @@ _HUB_ENCODERS = [
                 "FSFM ViT-B/16 (MAE on VGGFace2 faces) mean patch token of the 224 px face crop (1.3× box)"),
 ]
 
-_AVHUBERT_LICENCE = "AV-HuBERT licence (non-commercial)"
+_AVHUBERT_STREAMS = {"av": ("audio-visual", "audio + lips"), "a": ("audio", "audio with the lips zeroed"),
+                     "v": ("lips", "lips with the audio zeroed")}
 _EXTERNAL_ENCODERS = [  # features from a file (--features), or computed here from a checkpoint (--weights)
-    EncoderSpec("avhubert-large-av", "avhubert", "audio-visual", "external", 1024, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT large (self_large_vox_433h in SSR-DFD), audio + lips, last layer"),
-    EncoderSpec("avhubert-large-a", "avhubert", "audio", "external", 1024, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT large, audio with the lips zeroed, last layer"),
-    EncoderSpec("avhubert-large-v", "avhubert", "lips", "external", 1024, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT large, lips with the audio zeroed, last layer"),
-    EncoderSpec("avhubert-base-av", "avhubert", "audio-visual", "external", 768, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT base, audio + lips, last layer"),
-    EncoderSpec("avhubert-base-a", "avhubert", "audio", "external", 768, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT base, audio with the lips zeroed, last layer"),
-    EncoderSpec("avhubert-base-v", "avhubert", "lips", "external", 768, None, licence=_AVHUBERT_LICENCE,
-                description="AV-HuBERT base, lips with the audio zeroed, last layer"),
+    *(EncoderSpec(f"avhubert-{size}-{stream}", "avhubert", modality, "external", dim, None,
+                  licence="AV-HuBERT licence (non-commercial)",
+                  description=f"AV-HuBERT {size}{' (self_large_vox_433h in SSR-DFD)' if size == 'large' else ''}, "
+                              f"{what}, last layer")
+      for size, dim in (("large", 1024), ("base", 768)) for stream, (modality, what) in _AVHUBERT_STREAMS.items()),
     EncoderSpec("braven-large-v", "braven", "lips", "external", 1024, None,
                 description="BRAVEn large visual encoder on 88 px mouth ROIs (BRAVEn reference code)"),
 ]

@@ -108,6 +108,7 @@ def test_desktop_leads_with_the_bundled_probes_and_a_visible_analyse_button(page
         assert desktop.locator("#demo-clips").get_by_text(label).count() == 1
     shoot(desktop, "desktop_start.png")
     desktop.locator("#baselines").get_by_text("Baselines").click()
+    desktop.locator("#baseline-probes label").first.wait_for(timeout=30_000)  # the accordion opens
     labels = desktop.locator("#baseline-probes label").all_inner_texts()
     assert labels and all(text.strip().startswith("Baseline:") for text in labels)
     assert desktop.locator("#baseline-probes input:checked").count() == 0

@@ -294,16 +294,13 @@ def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
     unexpected key fails with its name."""
     model = AVHubert(AVHubertConfig.from_checkpoint(checkpoint))
     state = {_native_key(key): value for key, value in checkpoint["model"].items() if not _unused(key)}
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise AnalysisError(f"{source}: the AV-HuBERT weights do not match the model: "
-                            + "; ".join(part for part in (
-                                f"missing {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else "") if missing
-                                else "",
-                                f"unexpected {', '.join(unexpected[:5])}" + (" …" if len(unexpected) > 5 else "")
-                                if unexpected else "") if part) + ".")
-    shapes = [key for key, value in state.items() if tuple(value.shape) != tuple(model.state_dict()[key].shape)]
+    reference = model.state_dict()
+    mismatches = [f"{kind} {_first_keys(keys)}" for kind, keys in (("missing", sorted(set(reference) - set(state))),
+                                                                   ("unexpected", sorted(set(state) - set(reference))))
+                  if keys]
+    if mismatches:
+        raise AnalysisError(f"{source}: the AV-HuBERT weights do not match the model: {'; '.join(mismatches)}.")
+    shapes = [key for key, value in state.items() if tuple(value.shape) != tuple(reference[key].shape)]
     if shapes:
         raise AnalysisError(f"{source}: the shapes of {', '.join(shapes[:5])} do not match the checkpoint's cfg.")
     model.load_state_dict(state)
@@ -311,9 +308,13 @@ def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
     return model.eval()
 
 
+def _first_keys(keys: list[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (" …" if len(keys) > shown else "")
+
+
 def _unused(key: str) -> bool:
     """Keys of the parts this app does not run: the seq2seq decoder and the pretraining heads."""
-    return _strip(key).startswith(UNUSED_PREFIXES) or key.startswith("decoder.")
+    return _strip(key).startswith(UNUSED_PREFIXES)
 
 
 def _strip(key: str) -> str:

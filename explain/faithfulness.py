@@ -12,8 +12,8 @@ random pixel order (one per crop, seeded) gives the baseline curves.
 Temporal (`temporal_faithfulness`): a clip's steps are ranked by a temporal explanation
 (by default the probe's own step logits); deleting a step sets its logit to the clip's
 lowest step logit (the weakest evidence the clip itself holds, so deleting never raises
-the score), inserting starts from every step at that floor. Each curve records the
-pooled clip score (log-mean-exp of the step logits, `models.calibration.clip_score`)
+the log-mean-exp score; the contrast score can move a little), inserting starts from every step at that floor. Each curve records the
+pooled clip score (the calibration's clip score of the step logits, `models.calibration.clip_score`)
 through a calibration (default: the paper's sigmoid(2 · score)); the baseline is the mean
 curve of TEMPORAL_RANDOM_ORDERS random step orders. The steps' logits are not recomputed
 (no re-encoding): this measures the pooling, so ranking by the probe's own logits is the
@@ -37,7 +37,7 @@ import numpy as np
 from explain.explainers.base import blurred_crops, crop_logits
 from explain.spatial import SpatialExplanation, spatial_encoder, step_crops
 from models.analysis import AnalysisResult
-from models.calibration import Calibration, clip_score
+from models.calibration import Calibration
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.probes import LinearProbe, sigmoid
@@ -151,4 +151,4 @@ def _step_curves(logits: np.ndarray, order: np.ndarray, fractions: np.ndarray,
     chosen = _leading(order, fractions)
     floor = logits.min()
     deleted, shown = np.where(chosen, floor, logits), np.where(chosen, logits, floor)
-    return np.stack([calibration.probability([clip_score(row) for row in rows]) for rows in (deleted, shown)])
+    return np.stack([[calibration.clip_probability(row) for row in rows] for rows in (deleted, shown)])

@@ -8,8 +8,9 @@ scorer adds the offset between mouth and speech. The clip is
 - `fake` when a modality calls it fake (a video is fake if any part of it is),
 - `real` when every modality that should be checked calls it real with a margin,
 - `uncertain` otherwise: a score under its threshold by less than UNCERTAIN_LOG_ODDS (a
-  factor e in the odds), probes of one modality on both sides of it, input outside what the probes were trained on (face too
-  small or not found, audio too short or missing), or only baselines ran.
+  factor e in the odds), probes of one modality on both sides of it, input outside what the
+  probes were trained on (face too small or not found, audio too short or missing, or the
+  whole clip above the level of every real validation clip), or only baselines ran.
 
 Random-init encoders and untrained heads are baselines: they are reported, never counted.
 Caveats say what the verdict rests on (synthetic training data, no calibration, a failed
@@ -23,13 +24,13 @@ import numpy as np
 
 from explain.temporal import predicted_segments, segment_score
 from models.analysis import AnalysisResult, ProbeResult
-from models.calibration import CalibratedScores, Calibration, calibrate
+from models.calibration import SEGMENT_S, CalibratedScores, Calibration, calibrate
 from models.encoders import get_spec
 from models.sync import SYNC_SCORER_ID
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
 UNCERTAIN_LOG_ODDS = 1.0  # below the threshold by less than this in log-odds: too close to call real
-MIN_SEGMENT_S = 0.2
+MIN_SEGMENT_S = SEGMENT_S
 MERGE_GAP_S = 0.2
 MIN_FACE_PX = 48  # median face height in source pixels below which visual probes are out of their depth
 MIN_FACE_FOUND = 0.5  # share of steps with a detected face
@@ -169,8 +170,11 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
     above = [p >= t for p, t in zip(probabilities, thresholds)]
     below = [log_odds(t) - log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
+    unfamiliar = [v for v in verdicts if v.calibrated.level_out_of_range]
     if out_of_range is not None:
         label, reason = "uncertain", out_of_range
+    elif unfamiliar and not any(above):
+        label, reason = "uncertain", unfamiliar_reason(unfamiliar)
     elif any(above) and any(below):
         label, reason = "uncertain", "its probes disagree"
     elif all(above):
@@ -184,6 +188,15 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     if reason:
         entry["reason"] = reason
     return entry
+
+
+def unfamiliar_reason(verdicts: list[ProbeVerdict]) -> str:
+    """Why a clip with no segment standing out is still not called real: its whole level lies
+    above every real clip the probe was calibrated on."""
+    levels = ", ".join(f"{v.probe_id} {v.calibrated.level:+.2f} > {v.calibrated.calibration.level_limit:+.2f}"
+                       for v in verdicts)
+    return ("nothing stands out within the clip, but the whole clip scores above every real clip the probe was "
+            f"calibrated on (median step logit: {levels}): manipulated throughout, or footage unlike its training")
 
 
 def log_odds(p: np.ndarray | float) -> np.ndarray:

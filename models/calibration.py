@@ -1,14 +1,27 @@
 """Calibrated, length-robust scores on top of the paper's raw ones.
 
 The paper's video score S = logsumexp_t s_t grows by about log T with the clip's length
-T, so the same evidence reads as more fake in a longer clip. The clip score here is the
-log-mean-exp, S − log T, which does not move when a clip is repeated; a Platt mapping
-sigmoid(scale · score + shift), fitted on a validation set whose sequences span 2-120 s
-(`research/calibration.py`), turns it into a probability, and the card's threshold
-decides fake. Steps get their own Platt mapping of s_t, fitted on step labels, and a
-step threshold for fake segments. Probes whose card carries no fitted calibration (released
-checkpoints, probes trained before this existed) get the paper's own mapping of the
-length-robust score, sigmoid(2 · score), with threshold 0.5, and say so.
+T, so the same evidence reads as more fake in a longer clip. Two clip scores fix that:
+
+- `log-mean-exp`, S − log T, which does not move when a clip is repeated (the released
+  probes, and probes calibrated before the contrast score existed);
+- `contrast` (probes calibrated now): each step's logit against the clip's own level there
+  (the running median over ±CONTRAST_HALF_WINDOW_S), and the clip score is the strongest run
+  of SEGMENT_S above that level. A manipulated segment stands out from the footage around
+  it; a whole recording that merely differs from the training reals (another microphone,
+  camera, face or voice) shifts every step alike and cancels. That shift is kept apart as
+  the clip's *level* (its median logit): above the level of the real validation clips, the
+  verdict says the input is outside what the probe knows instead of calling it fake.
+
+A Platt mapping sigmoid(scale · score + length_scale · log T + shift), fitted on a
+validation set whose sequences span 2 s to 10 min (`research/calibration.py`), turns the
+clip score into a probability, and the card's threshold decides fake. The log T term is
+there for the contrast score: the strongest run of a longer real clip is higher by chance
+alone, as there are more places for it to be. Steps get their own Platt mapping (of s_t, or of its
+contrast), fitted on step labels, and a step threshold for fake segments. Probes whose card
+carries no fitted calibration (released checkpoints, probes trained before this existed)
+get the paper's own mapping of the log-mean-exp, sigmoid(2 · score), with threshold 0.5,
+and say so.
 """
 from __future__ import annotations
 
@@ -16,9 +29,14 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from models.probes import logsumexp, sigmoid
+from models.timing import STEP_RATE
 
+CLIP_SCORES = ("log-mean-exp", "contrast")
+CONTRAST_HALF_WINDOW_S = 1.5  # the level a step is judged against: the median of ±1.5 s around it
+SEGMENT_S = 0.2  # the shortest run of steps that makes a fake segment
 UNCALIBRATED_METHOD = "uncalibrated: sigmoid(2 · log-mean-exp), the paper's mapping without the log T term"
 
 
@@ -36,6 +54,9 @@ class Calibration:
     step_scale: float = 2.0
     step_shift: float = 0.0
     step_threshold: float = 0.5
+    score: str = "log-mean-exp"  # one of CLIP_SCORES
+    level_limit: float | None = None  # highest clip level (median logit) the real validation clips reach
+    length_scale: float = 0.0  # weight of log(steps) in the clip mapping
 
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
@@ -45,21 +66,71 @@ class Calibration:
         return cls(float(entry["scale"]), float(entry["shift"]), float(entry["threshold"]),
                    str(entry.get("method", "platt")), bool(entry.get("fitted", True)), dict(entry.get("fit_on", {})),
                    float(entry.get("step_scale", 2.0)), float(entry.get("step_shift", 0.0)),
-                   float(entry.get("step_threshold", 0.5)))
+                   float(entry.get("step_threshold", 0.5)), str(entry.get("score", "log-mean-exp")),
+                   None if entry.get("level_limit") is None else float(entry["level_limit"]),
+                   float(entry.get("length_scale", 0.0)))
 
     def to_card(self) -> dict:
         return asdict(self)
 
-    def probability(self, score: np.ndarray | float) -> np.ndarray:
-        return sigmoid(self.scale * np.asarray(score, np.float64) + self.shift)
+    def probability(self, score: np.ndarray | float, steps: np.ndarray | int = 1) -> np.ndarray:
+        """P(fake) of clip scores of clips `steps` long."""
+        length = np.log(np.maximum(1, np.asarray(steps, np.float64)))
+        return sigmoid(self.scale * np.asarray(score, np.float64) + self.length_scale * length + self.shift)
+
+    def clip_probability(self, logits: np.ndarray) -> float:
+        """P(fake) of a clip from its step logits, by this calibration's clip score."""
+        return float(self.probability(clip_score(logits, self.score), len(logits)))
+
+    def step_inputs(self, logits: np.ndarray) -> np.ndarray:
+        """What the step mapping reads: the logits, or their contrast with the clip's level."""
+        return contrast(logits) if self.score == "contrast" else np.asarray(logits, np.float64)
 
     def step_probability(self, logits: np.ndarray) -> np.ndarray:
-        return sigmoid(self.step_scale * np.asarray(logits, np.float64) + self.step_shift)
+        return sigmoid(self.step_scale * self.step_inputs(logits) + self.step_shift)
 
 
-def clip_score(logits: np.ndarray) -> float:
-    """The log-mean-exp of the step logits: logsumexp − log T, unchanged by repeating a clip."""
+def clip_score(logits: np.ndarray, kind: str = "log-mean-exp") -> float:
+    """The clip's score of `kind` (CLIP_SCORES): the log-mean-exp of the step logits
+    (logsumexp − log T, unchanged by repeating a clip), or the contrast score."""
+    if kind == "contrast":
+        return strongest_run(contrast(logits))
+    if kind != "log-mean-exp":
+        raise ValueError(f"unknown clip score {kind!r}; one of {CLIP_SCORES}")
     return logsumexp(logits) - math.log(max(1, len(logits)))
+
+
+def contrast(logits: np.ndarray) -> np.ndarray:
+    """Each step logit minus the median of the steps within ±CONTRAST_HALF_WINDOW_S of it
+    (near the ends, of those that exist: no padding that would repeat an end step)."""
+    logits = np.asarray(logits, np.float64)
+    half = int(round(CONTRAST_HALF_WINDOW_S * STEP_RATE))
+    if not len(logits):
+        return logits.copy()
+    level = median_filter(logits, size=2 * half + 1, mode="nearest")  # right where the whole window fits
+    ends = np.unique(np.r_[np.arange(min(half, len(logits))), np.arange(max(0, len(logits) - half), len(logits))])
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(logits, half, constant_values=np.nan), 2 * half + 1)
+    ordered = np.sort(windows[ends], axis=1)  # the padding (NaN) sorts last
+    present, rows = np.sum(~np.isnan(ordered), axis=1), np.arange(len(ends))
+    level[ends] = 0.5 * (ordered[rows, (present - 1) // 2] + ordered[rows, present // 2])
+    return logits - level
+
+
+def strongest_run(values: np.ndarray, seconds: float = SEGMENT_S) -> float:
+    """The highest level that `seconds` of consecutive steps all reach (the largest
+    minimum over any window of that many steps; the clip's minimum when it is shorter)."""
+    values = np.asarray(values, np.float64)
+    width = max(1, int(round(seconds * STEP_RATE)))
+    if not len(values):
+        return 0.0
+    if len(values) < width:
+        return float(values.min())
+    return float(np.lib.stride_tricks.sliding_window_view(values, width).min(1).max())
+
+
+def clip_level(logits: np.ndarray) -> float:
+    """The clip's level: the median of its step logits (what the contrast score leaves out)."""
+    return float(np.median(logits)) if len(logits) else 0.0
 
 
 @dataclass
@@ -70,9 +141,16 @@ class CalibratedScores:
     p_fake: float
     step_probabilities: np.ndarray  # (T,)
     calibration: Calibration
+    level: float  # the median step logit
+
+    @property
+    def level_out_of_range(self) -> bool:
+        """The whole clip sits above every level the probe's real validation clips reached."""
+        limit = self.calibration.level_limit
+        return limit is not None and self.level > limit
 
 
 def calibrate(logits: np.ndarray, calibration: Calibration) -> CalibratedScores:
-    score = clip_score(logits)
-    return CalibratedScores(score, float(calibration.probability(score)), calibration.step_probability(logits),
-                            calibration)
+    score = clip_score(logits, calibration.score)
+    return CalibratedScores(score, float(calibration.probability(score, len(logits))), calibration.step_probability(logits),
+                            calibration, clip_level(logits))

@@ -54,7 +54,8 @@ class ProbeVerdict:
                 "clip_score": round(cal.clip_score, 6), "p_fake": round(cal.p_fake, 6),
                 "threshold": cal.calibration.threshold, "step_threshold": cal.calibration.step_threshold,
                 "calibrated": cal.calibration.fitted,
-                "calibration": cal.calibration.method,
+                "calibration": cal.calibration.method, "score": cal.calibration.score,
+                "level": round(cal.level, 6), "level_limit": cal.calibration.level_limit,
                 "step_probabilities": [round(float(p), 6) for p in cal.step_probabilities]}
 
 

@@ -169,6 +169,7 @@ class Run:
     stage: str = "starting"
     fraction: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    stages: int = 3  # how many stages the run has (known once they are planned)
 
 
 @dataclass
@@ -283,26 +284,42 @@ def analyse_into_folder(video: str | None, probe_ids: list[str], report, previou
     return folder, result, written
 
 
-def analysis_stages(video: str, probe_ids: list[str], session: Session, report) -> Iterator[tuple[str, tuple]]:
-    """Run the analysis in stages and yield (what is still to come, the results area) after
-    each: the audio probes' curves and verdict first, then every probe's, then the heatmaps.
-    Later stages reuse the earlier ones' frames and features, and write into one folder."""
+@dataclass
+class Stage:
+    """One stage of an analysis: which probes, how many heatmap steps, whether to draw the
+    curves, and what is still to come after it (empty for the last)."""
+
+    probes: list[str]
+    spatial_steps: int
+    curves: bool
+    to_come: str
+
+
+def plan_stages(probe_ids: list[str]) -> list[Stage]:
+    """The audio probes' curves and verdict first (when other probes follow), then every
+    probe's, then the heatmaps (when a face probe ran)."""
     modalities = {p: probe_modality(p) for p in probe_ids}
     audio = [p for p, m in modalities.items() if m == "audio"]
     with_faces = "face" in modalities.values()
-    stages = []  # (probes, heatmap steps, draw the curves, what is still to come after it)
+    stages = []
     if audio and len(audio) < len([p for p in probe_ids if p != SYNC_SCORER_ID]):
-        stages.append((audio, 0, True, "the other probes" + (", then heatmaps" if with_faces else "")))
-    stages.append((probe_ids, 0, True, "heatmaps" if with_faces else ""))
+        stages.append(Stage(audio, 0, True, "the other probes" + (", then heatmaps" if with_faces else "")))
+    stages.append(Stage(probe_ids, 0, True, "heatmaps" if with_faces else ""))
     if with_faces:
-        stages.append((probe_ids, GALLERY_STEPS, False, ""))
+        stages.append(Stage(probe_ids, GALLERY_STEPS, False, ""))
+    return stages
+
+
+def analysis_stages(video: str, stages: list[Stage], session: Session, report) -> Iterator[tuple[str, tuple]]:
+    """Run the planned stages and yield (what is still to come, the results area) after each.
+    Later stages reuse the earlier ones' frames and features, and write into one folder."""
     previous = session.result if session.video == video else None
     out = scratch_folder("reports")
     _replace_reports(session, str(out))
     files: dict[str, Path] = {}
-    for probes, spatial_steps, curves, to_come in stages:
-        _, result, written = analyse_into_folder(video, probes, report, previous, spatial_steps, out, curves,
-                                                 measures=not to_come)
+    for stage in stages:
+        _, result, written = analyse_into_folder(video, stage.probes, report, previous, stage.spatial_steps, out,
+                                                 stage.curves, measures=not stage.to_come)
         files.update(written.paths)
         previous = result
         session.video, session.result, session.sha256 = video, result, result.media.sha256
@@ -310,7 +327,7 @@ def analysis_stages(video: str, probe_ids: list[str], session: Session, report) 
         if written.time_axis is not None:
             session.curves = cv2.imread(str(written.paths["temporal_png"]))[..., ::-1]
             session.time_axis = written.time_axis
-        yield to_come, results_view(result, written, files, session.gallery, to_come)
+        yield stage.to_come, results_view(result, written, files, session.gallery, stage.to_come)
 
 
 def probe_modality(probe_id: str) -> str:
@@ -386,7 +403,9 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
 
     def work() -> None:
         try:
-            for item in analysis_stages(video, probe_ids, session, report):
+            stages = plan_stages(probe_ids)
+            run.stages = len(stages)
+            for item in analysis_stages(video, stages, session, report):
                 updates.put(item)
         except BaseException as error:  # handed to the page, which shows it
             updates.put(error)
@@ -471,7 +490,7 @@ def progress_html(run: Run | None, stage: str, estimate: float | None = None, st
     if run is None:
         return f'<div id="progress-line" class="progress-idle">{html.escape(stage)}</div>' if stage else ""
     elapsed = time.perf_counter() - run.started
-    fraction = min(0.99, (stages_done + min(max(run.fraction, 0.0), 1.0)) / 3)
+    fraction = min(0.99, (stages_done + min(max(run.fraction, 0.0), 1.0)) / max(1, run.stages))
     left = remaining_seconds(estimate, elapsed, fraction)
     timing = f"{elapsed:.0f} s" + (f", about {left:.0f} s left" if left is not None else
                                    " (first run of these probes here: no estimate yet)")

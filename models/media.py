@@ -7,6 +7,7 @@ cause becomes an AnalysisError naming the file and the problem.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -141,8 +142,15 @@ class Clip:
         return np.arange(self.n_steps) / STEP_RATE
 
 
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes. Remembered per (path, size, modification time): the app
+    hashes an upload to serve a repeat request, and decoding it hashes it again."""
+    stat = os.stat(path)
+    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):

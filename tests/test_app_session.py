@@ -64,6 +64,19 @@ def test_results_arrive_stage_by_stage_audio_first():
     assert Path(final[3]).name == "temporal.png" and final[3] == second[3]  # the curves are drawn once
 
 
+@pytest.mark.parametrize("probes, count", [(["demo/audio-selfsplice"], 1), (["demo/visual-selfblend"], 2),
+                                            (BOTH, 3), (["demo/audio-selfsplice", "sync/mouth-audio"], 1)])
+def test_the_progress_bar_counts_the_stages_the_run_has(probes, count):
+    stages = app.plan_stages(probes)
+    assert len(stages) == count and stages[-1].to_come == "" and all(s.to_come for s in stages[:-1])
+    run = app.Run(None, stages=len(stages))
+    at_the_start_of_the_last = app.progress_html(run, "x", None, stages_done=count - 1).split('value="')[1][:4]
+    run.fraction = 0.5
+    assert float(app.progress_html(run, "x", None, stages_done=count - 1).split('value="')[1][:4]) == \
+        pytest.approx(min(0.99, (count - 0.5) / count), abs=0.01)
+    assert float(at_the_start_of_the_last) == pytest.approx((count - 1) / count, abs=0.01)
+
+
 def test_the_step_view_and_the_segment_chips_move_a_cursor_over_the_curves():
     """The time slider, a segment chip and a gallery click draw a cursor on the temporal
     figure at their time, on the panels of the shared time axis only."""

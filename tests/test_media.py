@@ -1,4 +1,6 @@
 """Decoding onto the 25 Hz clock, containers and formats, and bad files."""
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.errors import AnalysisError
-from models.media import MediaLimits, StepFrames, decode, write_test_clip
+from models.media import MediaLimits, StepFrames, decode, file_sha256, write_test_clip
 from models.timing import SAMPLE_RATE
 from tests.cli_runner import run_cli
 from tests.conftest import gradient_frames
@@ -204,3 +206,14 @@ def test_cli_prints_bad_file_errors_without_traceback(tmp_path, kind):
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert f"error: {path.name}: " in run.stderr and message in run.stderr
+
+
+def test_the_file_hash_is_remembered_but_follows_a_rewritten_file(tmp_path):
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"one")
+    assert file_sha256(path) == hashlib.sha256(b"one").hexdigest()
+    path.write_bytes(b"four")  # another size
+    assert file_sha256(path) == hashlib.sha256(b"four").hexdigest()
+    path.write_bytes(b"five")  # the same size, another modification time
+    os.utime(path, ns=(10**18, 10**18))
+    assert file_sha256(path) == hashlib.sha256(b"five").hexdigest()

@@ -123,7 +123,8 @@ def false_fake(probe: LinearProbe, reals: list[Clip], rng: np.random.Generator, 
         fake = [s.p_fake >= calibration.threshold for s in scored]
         key = "single" if length is None else f"{length}s"
         out[key] = round(float(np.mean(fake)), 4)
-        out[f"{key}_unfamiliar"] = round(float(np.mean([s.level_out_of_range and not f for s, f in zip(scored, fake)])), 4)
+        unfamiliar = [s.level_out_of_range and not called for s, called in zip(scored, fake)]
+        out[f"{key}_unfamiliar"] = round(float(np.mean(unfamiliar)), 4)
     return out
 
 

@@ -17,11 +17,11 @@ A Platt mapping sigmoid(scale · score + length_scale · log T + shift), fitted 
 validation set whose sequences span 2 s to 10 min (`research/calibration.py`), turns the
 clip score into a probability, and the card's threshold decides fake. The log T term is
 there for the contrast score: the strongest run of a longer real clip is higher by chance
-alone, as there are more places for it to be. Steps get their own Platt mapping (of s_t, or of its
-contrast), fitted on step labels, and a step threshold for fake segments. Probes whose card
-carries no fitted calibration (released checkpoints, probes trained before this existed)
-get the paper's own mapping of the log-mean-exp, sigmoid(2 · score), with threshold 0.5,
-and say so.
+alone, as there are more places for it to be. Steps get their own Platt mapping (of s_t,
+or of its contrast), fitted on step labels, and a step threshold for fake segments. Probes
+whose card carries no fitted calibration (released checkpoints, probes trained before this
+existed) get the paper's own mapping of the log-mean-exp, sigmoid(2 · score), with
+threshold 0.5, and say so.
 """
 from __future__ import annotations
 
@@ -152,5 +152,5 @@ class CalibratedScores:
 
 def calibrate(logits: np.ndarray, calibration: Calibration) -> CalibratedScores:
     score = clip_score(logits, calibration.score)
-    return CalibratedScores(score, float(calibration.probability(score, len(logits))), calibration.step_probability(logits),
-                            calibration, clip_level(logits))
+    return CalibratedScores(score, float(calibration.probability(score, len(logits))),
+                            calibration.step_probability(logits), calibration, clip_level(logits))

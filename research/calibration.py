@@ -9,11 +9,10 @@ clip are cut from one clip, around its fake segment when it has one. A linear pr
 scores each step on its own, so chaining step logits is chaining the clips (apart from
 the encoder's context at the joins). A Platt mapping of the clip score (the contrast
 score by default, `models/calibration.py`; with log T beside it for the contrast score) is
-fitted by logistic regression, and the
-threshold is the lowest that calls at most TARGET_FALSE_FAKE of the real validation
-sequences of every length fake (never below 0.5). The level limit is the highest level
-(median logit) of the real validation clips: above it the verdict says the clip is outside
-what the probe knows.
+fitted by logistic regression, and the threshold is the lowest that calls at most
+TARGET_FALSE_FAKE of the real validation sequences of every length fake (never below 0.5).
+The level limit is the highest level (median logit) of the real validation clips: above it
+the verdict says the clip is outside what the probe knows.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from explain.temporal import predicted_segments, step_labels
 from explain.verdict import MERGE_GAP_S, MIN_SEGMENT_S
-from models.calibration import Calibration, calibrate, clip_level, clip_score, strongest_run
+from models.calibration import Calibration, clip_level, clip_score, strongest_run
 from models.probes import sigmoid
 from models.timing import STEP_RATE
 
@@ -97,12 +96,10 @@ def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict
     calibration = Calibration(provisional.scale, provisional.shift, _round_up(threshold),
                               f"platt on the {score} clip score" + (" and log T" if length_scale else ""), True,
                               score=score, level_limit=level_limit, length_scale=length_scale)
-    rates = {}
-    for length, group in sequences.items():
-        p = np.array([calibrate(s, calibration).p_fake for s, _ in group])
-        y = np.array([label for _, label in group])
-        rates[f"{length:g}s"] = {"false_fake": round(float((p[y == 0] >= threshold).mean()), 4),
-                                 "detected": round(float((p[y == 1] >= threshold).mean()), 4)}
+    called_fake = calibration.probability(scores, steps) >= calibration.threshold
+    rates = {f"{length:g}s": {"false_fake": round(float(called_fake[(lengths == length) & (labels == 0)].mean()), 4),
+                              "detected": round(float(called_fake[(lengths == length) & (labels == 1)].mean()), 4)}
+             for length in lengths_s}
     step_scale, step_shift, step_threshold, step_rates = _fit_steps(
         [(calibration.step_inputs(logits), label, segments) for logits, label, segments in clips])
     fit_on = {**description, "steps": step_rates, "lengths_s": list(lengths_s), "sequences_per_length_and_class": per_length,
@@ -113,7 +110,8 @@ def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict
 
 
 def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float, float, dict]:
-    """A Platt mapping of step inputs (logits or their contrast) fitted on step labels (inside a fake segment or not),
+    """A Platt mapping of step inputs (logits or their contrast) fitted on step labels (inside
+    a fake segment or not),
     and the lowest step threshold (never below 0.5) at which at most TARGET_FALSE_FAKE of
     the real validation clips show a fake segment."""
     logits = np.concatenate([c[0] for c in clips])
@@ -123,7 +121,7 @@ def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float,
     model = LogisticRegression(C=1e4, max_iter=1000).fit(logits[:, None], labels.astype(int))
     scale, shift = float(model.coef_[0, 0]), float(model.intercept_[0])
     reals = [sigmoid(scale * c[0] + shift) for c in clips if c[1] == 0]
-    peaks = np.array([strongest_run(p, MIN_SEGMENT_S) for p in reals])  # the level at which each real clip shows a segment
+    peaks = np.array([strongest_run(p, MIN_SEGMENT_S) for p in reals])  # where each real clip shows a segment
     threshold = max(0.5, _lowest_threshold(peaks, TARGET_FALSE_FAKE))
     fakes = [(sigmoid(scale * c[0] + shift), c[2]) for c in clips if c[1] == 1]
     found = np.mean([bool(predicted_segments(p, threshold, MIN_SEGMENT_S, MERGE_GAP_S)) for p, _ in fakes])

@@ -14,8 +14,8 @@ import numpy as np
 
 from explain.figures import temporal_figure
 from explain.temporal import explain_scores
-from models.media import log_mel
 from models.probes import ProbeScores, fuse, logsumexp, sigmoid
+from models.spectrogram import log_mel
 from models.timing import STEP_RATE
 from research.synthetic import speech_like_audio
 
@@ -41,7 +41,7 @@ def main() -> int:
     audio_e = explain_scores("audio-probe", "audio", audio_scores, truth, audio)
     visual_e = explain_scores("visual-probe", "face", visual_scores, truth)
     fusion_e = explain_scores("fusion", "fusion", fuse([audio_scores, visual_scores]), truth)
-    log_mel(audio[:16000])  # load librosa once, as a running app has
+    log_mel(audio[:16000])  # the mel filters once, as a running app has them
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()

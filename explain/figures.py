@@ -21,7 +21,7 @@ from explain.audio_attribution import AudioAttribution  # noqa: E402
 from explain.temporal import TemporalExplanation  # noqa: E402
 from models.cache import atomic_write
 from models.errors import AnalysisError
-from models.media import log_mel  # noqa: E402
+from models.spectrogram import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
 
 MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "visual": "#2a9d55", "frame": "#138d90",

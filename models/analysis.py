@@ -17,9 +17,10 @@ from models.encoders.base import FACE_MODALITIES, EncoderSpec
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import FACE_WORKERS, FaceTrack, shared_trackers, track_faces
-from models.media import Clip, MediaInfo, decode, inspect_media, log_mel
+from models.media import Clip, MediaInfo, decode, inspect_media
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.settings import Settings
+from models.spectrogram import log_mel
 from models.sync import SYNC_SCORER_ID, SyncResult, estimate_sync
 from models.timing import SAMPLE_RATE, STEP_RATE
 from models.zoo import load_probe
@@ -201,8 +202,8 @@ def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) 
 
 def warm_up(probe_ids: list[str]) -> None:
     """Pay the one-time costs of a first analysis ahead of it (the app calls this in the
-    background at launch): librosa's first mel filter bank and STFT (~3 s), the mediapipe
-    graphs (~1 s each) and the probes' encoders (the sync scorer has none)."""
+    background at launch): the mediapipe graphs (~1 s each), the probes' encoders (the sync
+    scorer has none) and the mel filters."""
     log_mel(np.zeros(SAMPLE_RATE, np.float32))
     shared_trackers(FACE_WORKERS)
     for probe_id in probe_ids:

@@ -22,7 +22,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from models.errors import AnalysisError
-from models.timing import MEL_HOP, MEL_N_FFT, N_MELS, SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
+from models.timing import SAMPLE_RATE, STEP_RATE, step_centre, steps_for_duration
 
 IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "tiff", "bmp"}
 TEXT_FORMATS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd", "jacosub", "sami", "realtext", "lrc"}
@@ -156,15 +156,6 @@ def _sha256_of(path: str, size: int, mtime_ns: int, chunk_bytes: int = 1 << 20) 
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """(N_MELS × frames) log-mel power spectrogram in dB, hop 10 ms."""
-    import librosa  # lazy: about a second to import; decoding and refusing files do not need it
-
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_N_FFT,
-                                         hop_length=MEL_HOP, n_mels=N_MELS, center=True)
-    return librosa.power_to_db(mel, ref=np.max, top_db=80.0)
 
 
 def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:

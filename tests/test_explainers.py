@@ -25,8 +25,9 @@ from models.encoders import EncoderSpec, get_encoder
 from models.encoders.project import EDGE_STEPS
 from models.encoders.vision import FrameEncoder, build_vit
 from models.errors import AnalysisError
-from models.media import MediaInfo, log_mel
+from models.media import MediaInfo
 from models.probes import LinearProbe, ProbeScores, random_probe, sigmoid
+from models.spectrogram import log_mel
 from models.timing import SAMPLE_RATE, STEP_RATE
 from tests.builders import TINY_VIT, register_tiny_face_encoders
 

@@ -20,8 +20,9 @@ from explain.temporal import (
 )
 from explain.truth import read_truth
 from models.errors import AnalysisError
-from models.media import decode, log_mel, write_test_clip
+from models.media import decode, write_test_clip
 from models.probes import ProbeScores, logsumexp, sigmoid
+from models.spectrogram import log_mel
 from models.timing import SAMPLE_RATE, STEP_RATE
 from tests.conftest import gradient_frames
 

@@ -24,7 +24,8 @@ from torch import nn
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, fit_steps
 from models.encoders.vision import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder, to_tensor
 from models.errors import AnalysisError
-from models.media import file_sha256, log_mel
+from models.media import file_sha256
+from models.spectrogram import log_mel
 from models.timing import N_MELS
 
 ASSET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"

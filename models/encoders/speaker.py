@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 from torch import nn
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress
 from models.errors import AnalysisError
+from models.spectrogram import mel_power
 from models.timing import SAMPLE_RATE, STEP_RATE
 
 MEL_BANDS, MEL_HOP, MEL_WINDOW = 40, 160, 400  # 10 ms hop, 25 ms window at 16 kHz
@@ -50,9 +50,7 @@ def mel_frames(audio: np.ndarray) -> np.ndarray:
     """(frames, 40) mel power frames of volume-normalised audio, as the encoder was trained."""
     rms = np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9
     audio = audio * (10 ** (TARGET_DBFS / 20) / rms)
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=MEL_WINDOW,
-                                         hop_length=MEL_HOP, n_mels=MEL_BANDS)
-    return mel.astype(np.float32).T
+    return mel_power(audio, MEL_WINDOW, MEL_HOP, MEL_BANDS).T
 
 
 class SpeakerEncoder(Encoder):

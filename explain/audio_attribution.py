@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients
 from torch import nn
 
 from explain.spatial import probe_encoder
@@ -64,6 +63,8 @@ def audio_attribution(encoder: Encoder, probe: LinearProbe, audio: np.ndarray, n
                             "time-frequency attribution.", hint="The self-splice encoder (selfsplice-gru) has one.")
     if step is not None and not 0 <= step < n_steps:
         raise AnalysisError(f"step {step} is outside the clip's {n_steps} steps.")
+    from captum.attr import IntegratedGradients  # lazy: captum takes about 0.8 s to import (it loads pyplot)
+
     network = network or encoder.torch_module()
     mel = splice_net_input(audio)
     padded = torch.from_numpy(edge_padded(mel))[None]

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from explain.explainers import DEFAULT_EXPLAINER, Explainer, default_explainer, get_explainer, gradcam_target
@@ -246,7 +245,17 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     small_b = cv2.resize(b, (32, 32), interpolation=cv2.INTER_AREA).ravel()
     if small_a.std() == 0 or small_b.std() == 0:
         return float("nan")
-    return float(spearmanr(small_a, small_b)[0])
+    return float(np.corrcoef(average_ranks(small_a), average_ranks(small_b))[0, 1])
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks (0-based) of a flat array, ties given their mean rank: Spearman's correlation is
+    the Pearson correlation of these (written here: scipy.stats takes 0.8 s to import)."""
+    order = np.argsort(values, kind="stable")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(first + (counts - 1) / 2, counts)
+    return ranks
 
 
 def pointing_game(peak: tuple[float, float], box: list[float]) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.analysis import AnalysisResult
 from models.probes import ProbeScores
@@ -99,6 +98,9 @@ def segment_iou(predicted: list[Segment], truth: list[Segment], n_steps: int) ->
 def localisation_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """Frame-level AUC and AP of scores against step labels: pooled over all steps of all
     clips, and averaged over the clips that have both real and fake steps."""
+    # lazy: sklearn takes about 0.4 s to import, and only clips with a known truth are measured
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     pooled_scores, pooled_labels = np.concatenate(scores), np.concatenate(labels)
     result: dict = {"pooled": None, "per_video": None}
     if 0 < pooled_labels.sum() < len(pooled_labels):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata, spearmanr
 from torch import nn
 
 from explain.explainers import get_explainer, list_explainers
 from explain.explainers.gradcam import GradCamTarget, _attribution_layer, grad_cam, gradcam_target
 from explain.spatial import (
+    average_ranks,
     cascade_depths,
     explain_spatial,
     hotspot,
@@ -263,3 +265,15 @@ def test_explainer_interface_ties_maps_to_steps_time_and_probe():
         get_explainer("gradcam")(CnnEncoder(), probe, crops, [10])
     with pytest.raises(AnalysisError, match="unknown explanation method"):
         get_explainer("no-such-method")
+
+
+@pytest.mark.parametrize("levels", [None, 3, 1])
+def test_average_ranks_match_scipy_with_ties(levels):
+    values = np.random.default_rng(5).random(400)
+    if levels is not None:  # coarse values: many ties (one level: all tied)
+        values = np.round(values * levels) / max(levels, 1) if levels > 1 else np.zeros(400)
+    np.testing.assert_allclose(average_ranks(values), rankdata(values) - 1)
+    other = np.random.default_rng(6).random(400) + values
+    if levels != 1:
+        assert np.corrcoef(average_ranks(values), average_ranks(other))[0, 1] == pytest.approx(
+            spearmanr(values, other)[0])

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import LayerGradCam
 from torch import nn
 
 from explain.explainers.base import Explainer, to_crop_size
@@ -149,6 +148,8 @@ def grad_cam(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
         out = probe.torch_logits(network(pixels))
         logits.append(out.detach().float().numpy())  # kept from the attribution's own forward pass
         return out
+
+    from captum.attr import LayerGradCam  # lazy: captum takes about 0.8 s to import (it loads pyplot)
 
     maps = []
     # The graph starts at the target layer's input: the blocks below it run without

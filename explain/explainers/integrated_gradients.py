@@ -13,7 +13,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from torch import nn
 
 from explain.explainers.base import Explainer, blurred_crops, crop_logits, to_crop_size
@@ -39,6 +38,9 @@ def integrated_gradients(encoder: FrameEncoder, probe: LinearProbe, crops: np.nd
                          network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """IG maps (N, crop, crop) in 0..1 and the step logits (N,) of face crops (N, H, W, 3);
     `network` replaces the encoder's (for the sanity check)."""
+    # lazy: captum takes about 0.8 s to import (it loads pyplot)
+    from captum.attr import IntegratedGradients as CaptumIntegratedGradients
+
     network = network or encoder.torch_module()
     pixels, baselines = encoder.preprocess(crops), encoder.preprocess(blurred_crops(crops))
     method = CaptumIntegratedGradients(lambda x: probe.torch_logits(network(x)))

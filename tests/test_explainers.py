@@ -72,6 +72,21 @@ def test_every_method_gives_crop_maps_in_0_1_and_the_step_logits_on_every_family
         assert not np.allclose(twin_logits, logits, atol=1e-4) and not np.allclose(twin_maps, maps), encoder_id
 
 
+@pytest.mark.parametrize("method", list_explainers())
+def test_several_heads_at_once_equal_one_head_at_a_time(tiny_encoders, method):
+    """The sanity check asks for the probe and its shuffled twin together (occlusion shares the
+    encoder's passes between them): the maps must be the ones each head gets alone."""
+    crops = textured_crops()
+    encoder = get_encoder("random-selfblend-cnn", precision="fp32")
+    probes = [random_probe("random-selfblend-cnn", seed) for seed in (1, 2)]
+    together = get_explainer(method).attribute_heads(encoder, probes, crops)
+    for probe, (maps, logits) in zip(probes, together):
+        alone_maps, alone_logits = get_explainer(method).attribute(encoder, probe, crops)
+        np.testing.assert_allclose(maps, alone_maps, atol=1e-5)
+        np.testing.assert_allclose(logits, alone_logits, atol=1e-5)
+    assert not np.allclose(together[0][0], together[1][0])  # two heads, two maps
+
+
 def test_registry_names_the_four_methods():
     assert list_explainers() == ["gradcam", "gradcam-mid", "integrated-gradients", "occlusion"]
 

@@ -1,7 +1,8 @@
 """Spatial explanation methods behind one interface (`Explainer`), by name: Grad-CAM at the
 last block (`gradcam`, the default on large encoders) and the middle one (`gradcam-mid`), integrated
 gradients from the blurred crop (`integrated-gradients`) and occlusion by blurred windows
-(`occlusion`, the default on the project's small encoders: `default_explainer`). `explain.faithfulness` measures them against a random pixel order.
+(`occlusion`, the default on the project's small encoders: `default_explainer`).
+`explain.faithfulness` measures them against a random pixel order.
 
     explainer = get_explainer("gradcam")
     maps = explainer(encoder, probe, crops, steps)   # list[StepMap]

@@ -45,7 +45,11 @@ class Explainer:
         """Maps for the face crops (N, H, W, 3) of `steps`, one per step."""
         if len(crops) != len(steps):
             raise AnalysisError(f"{len(crops)} crops were given for {len(steps)} steps.")
-        maps, logits = self.attribute(encoder, probe, crops)
+        return self.step_maps(probe, steps, *self.attribute(encoder, probe, crops))
+
+    @staticmethod
+    def step_maps(probe: LinearProbe, steps: Sequence[int], maps: np.ndarray, logits: np.ndarray) -> list[StepMap]:
+        """`attribute`'s maps and logits tied to their steps and probe."""
         return [StepMap(probe.id, int(step), crop_map, float(logit))
                 for step, crop_map, logit in zip(steps, maps, logits)]
 
@@ -54,6 +58,12 @@ class Explainer:
         """Maps (N, crop, crop) scaled to 0..1 and the step logits (N,) of the crops;
         `network` stands in for the encoder's own (the randomisation sanity check)."""
         raise NotImplementedError
+
+    def attribute_heads(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                        network: nn.Module | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`attribute` for several heads on one encoder (the sanity check's shuffled head beside
+        the probe); a method whose passes do not depend on the head shares them."""
+        return [self.attribute(encoder, probe, crops, network) for probe in probes]
 
 
 def to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
@@ -75,10 +85,16 @@ def crop_logits(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
                 network: nn.Module | None = None) -> np.ndarray:
     """The probe's step logits (N,) of (N, H, W, 3) uint8 crops through the encoder's network
     (or `network`), in batches of LOGIT_BATCH, without gradients."""
+    return heads_crop_logits(encoder, [probe], crops, network)[0]
+
+
+def heads_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                      network: nn.Module | None = None) -> np.ndarray:
+    """(P, N) step logits of several heads, each crop through the network once."""
     network = network or encoder.torch_module()
     out = []
     with torch.no_grad():
         for start in range(0, len(crops), LOGIT_BATCH):
-            pixels = encoder.preprocess(crops[start:start + LOGIT_BATCH])
-            out.append(probe.torch_logits(network(pixels)).float().numpy())
-    return np.concatenate(out)
+            features = network(encoder.preprocess(crops[start:start + LOGIT_BATCH]))
+            out.append(np.stack([probe.torch_logits(features).float().numpy() for probe in probes]))
+    return np.concatenate(out, axis=1)

@@ -10,10 +10,12 @@ ViT-L/14 in bf16, 200 s per crop against Grad-CAM's 4 s, on the self-blend CNN 4
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from torch import nn
 
-from explain.explainers.base import Explainer, blurred_crops, crop_logits, to_crop_size
+from explain.explainers.base import Explainer, blurred_crops, heads_crop_logits, to_crop_size
 from models.encoders.vision import FrameEncoder
 from models.probes import LinearProbe
 
@@ -28,19 +30,25 @@ class Occlusion(Explainer):
 
     def attribute(self, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
                   network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return occlusion(encoder, probe, crops, network)
+        return occlusion(encoder, [probe], crops, network)[0]
+
+    def attribute_heads(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                        network: nn.Module | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        return occlusion(encoder, probes, crops, network)
 
 
-def occlusion(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
-              network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Occlusion maps (N, crop, crop) in 0..1 and the step logits (N,) of face crops
-    (N, H, W, 3); `network` replaces the encoder's (for the sanity check)."""
+def occlusion(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+              network: nn.Module | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per head, occlusion maps (N, crop, crop) in 0..1 and the step logits (N,) of face crops
+    (N, H, W, 3); every occluded crop runs through the network once for all heads. `network`
+    replaces the encoder's (for the sanity check)."""
     side = crops.shape[1]
     corners, window = occlusion_windows(side)
-    logits = crop_logits(encoder, probe, crops, network)
-    maps = [_mean_drops(encoder, probe, crop, fill, logit, corners, window, network)
-            for crop, fill, logit in zip(crops, blurred_crops(crops), logits)]
-    return to_crop_size(np.clip(np.stack(maps), 0, None), side), logits
+    logits = heads_crop_logits(encoder, probes, crops, network)  # (P, N)
+    drops = [_mean_drops(encoder, probes, crop, fill, logits[:, index], corners, window, network)
+             for index, (crop, fill) in enumerate(zip(crops, blurred_crops(crops)))]  # N × (P, side, side)
+    maps = np.clip(np.stack(drops, axis=1), 0, None)  # (P, N, side, side)
+    return [(to_crop_size(head_maps, side), head_logits) for head_maps, head_logits in zip(maps, logits)]
 
 
 def occlusion_windows(side: int) -> tuple[list[tuple[int, int]], int]:
@@ -54,15 +62,16 @@ def occlusion_windows(side: int) -> tuple[list[tuple[int, int]], int]:
     return [(row, col) for row in starts for col in starts], window
 
 
-def _mean_drops(encoder: FrameEncoder, probe: LinearProbe, crop: np.ndarray, fill: np.ndarray, logit: float,
-                corners: list[tuple[int, int]], window: int, network: nn.Module | None) -> np.ndarray:
-    """Per pixel of one crop, the mean logit drop over the windows that cover it."""
+def _mean_drops(encoder: FrameEncoder, probes: Sequence[LinearProbe], crop: np.ndarray, fill: np.ndarray,
+                logits: np.ndarray, corners: list[tuple[int, int]], window: int,
+                network: nn.Module | None) -> np.ndarray:
+    """Per head and pixel of one crop (P, side, side), the mean logit drop over the windows that cover it."""
     occluded = np.repeat(crop[None], len(corners), 0)
     for image, (row, col) in zip(occluded, corners):
         image[row:row + window, col:col + window] = fill[row:row + window, col:col + window]
-    drops = logit - crop_logits(encoder, probe, occluded, network)
-    total, count = np.zeros(crop.shape[:2]), np.zeros(crop.shape[:2])
-    for drop, (row, col) in zip(drops, corners):
-        total[row:row + window, col:col + window] += drop
+    drops = logits[:, None] - heads_crop_logits(encoder, probes, occluded, network)  # (P, windows)
+    total, count = np.zeros((len(probes), *crop.shape[:2])), np.zeros(crop.shape[:2])
+    for index, (row, col) in enumerate(corners):
+        total[:, row:row + window, col:col + window] += drops[:, index, None, None]
         count[row:row + window, col:col + window] += 1
     return total / count

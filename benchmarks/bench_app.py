@@ -94,15 +94,17 @@ def cancel_latency(client: Client, groups: list[list[str]]) -> float:
     return seconds
 
 
-def one_run() -> dict:
+def one_run(clip: Path = CLIP) -> dict:
+    """One fresh app process: cold start, the first analysis of `clip` (and its first result),
+    the same request again, and Cancel."""
     process, url, ready = start(tempfile.mkdtemp(prefix="avxplain-bench-"))
     try:
         client = Client(url, verbose=False, download_files=False)  # time the app, not the client's downloads
         groups = page_groups(client, "demo/audio-selfsplice", "demo/visual-selfblend", "sync/mouth-audio")
-        first_s, first_result_s, answer = analyse(client, CLIP, groups)
+        first_s, first_result_s, answer = analyse(client, clip, groups)
         if "verdict-card" not in answer[0]:
             raise RuntimeError(f"the first analysis failed: {answer[0]}")
-        cached_s, _, again = analyse(client, CLIP, groups)
+        cached_s, _, again = analyse(client, clip, groups)
         if "served from" not in again[-1]:
             raise RuntimeError(f"the repeat was analysed again: {again[-1]}")
         cancel_s = cancel_latency(Client(url, verbose=False, download_files=False), groups)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from models.media import StepFrames
+
 FACE_CROP_SIZE = 224
 FACE_CROP_ENLARGE = 1.3
 MOUTH_ROI_SIZE = 96
@@ -131,9 +133,13 @@ class FaceTrack:
         side = MOUTH_ROI_SCALE * self.eye_distances[step]
         return CropGeometry(x, y, side, self.angles[step], self.frame_width, self.frame_height, out_size)
 
-    def face_crops(self, frames: np.ndarray, out_size: int = FACE_CROP_SIZE) -> np.ndarray:
-        """(T, out, out, 3) uint8 RGB face crops."""
-        return np.stack([self.face_geometry(t, out_size).extract(frames[t]) for t in range(len(frames))])
+    def face_crops(self, frames: np.ndarray, out_size: int = FACE_CROP_SIZE) -> StepFrames:
+        """(T, out, out, 3) uint8 RGB face crops, kept in a temporary file as the frames are
+        (a 10-min clip's crops are 2.3 GB); indexes like an array."""
+        crops = StepFrames(out_size, out_size)
+        for t in range(len(frames)):
+            crops.append(self.face_geometry(t, out_size).extract(frames[t]))
+        return crops
 
     def mouth_rois(self, frames: np.ndarray) -> np.ndarray:
         """(T, 96, 96) uint8 grayscale mouth regions (centre-crop 88 px for the lip encoders)."""

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from models.encoders import ClipInputs, create_encoder, get_spec, list_encoders
-from models.encoders.base import EncoderSpec
+from models.encoders.base import EncoderSpec, strided_steps
 from models.errors import AnalysisError
 from models.faces import track_faces
-from models.media import decode
+from models.media import StepFrames, decode
 
 TINY_AUDIO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
               "conv_dim": (16,) * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2,
@@ -210,3 +210,17 @@ def test_strided_steps_and_interpolation():
     values = np.array([[0.0], [4.0], [8.0], [9.0]])
     assert interpolate_steps(values, strided_steps(10, 4), 10)[:, 0].tolist() == list(range(10))
     assert interpolate_steps(np.array([[3.0]]), np.array([0]), 3)[:, 0].tolist() == [3.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_frame_encoder_reads_the_disk_backed_crops_a_batch_at_a_time(inputs, stride):
+    """A 10-min clip's face crops (2.3 GB) stay in a temporary file and the encoder reads back
+    one batch at a time: its features equal one forward pass over all the crops at once."""
+    assert isinstance(inputs.face_crops, StepFrames)
+    encoder = create_encoder("random-selfblend-cnn", precision="fp32")
+    batched_features = encoder.encode(ClipInputs(inputs.clip, inputs.track, batch_frames=4, stride=stride))
+    steps = strided_steps(inputs.n_steps, stride)
+    with torch.inference_mode():
+        at_once = encoder.forward(encoder.preprocess(np.asarray(inputs.face_crops)[steps])).numpy()
+    np.testing.assert_allclose(batched_features[steps], at_once, atol=1e-5)
+    assert batched_features.shape == (inputs.n_steps, encoder.spec.dim)

@@ -11,7 +11,7 @@ import torch
 
 from models.errors import AnalysisError
 from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, FaceTrack
-from models.media import Clip
+from models.media import Clip, StepFrames
 
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
@@ -71,8 +71,8 @@ class ClipInputs:
         return self.clip.audio
 
     @cached_property
-    def face_crops(self) -> np.ndarray:
-        """(T, 224, 224, 3) uint8 RGB face crops."""
+    def face_crops(self) -> StepFrames:
+        """(T, 224, 224, 3) uint8 RGB face crops, in a temporary file (read back a batch at a time)."""
         return self._require_track().face_crops(self.clip.frames)
 
     @cached_property

@@ -53,7 +53,7 @@ class VideoMAEEncoder(Encoder):
         crops = inputs.face_crops
         n_steps = len(crops)
         if n_steps < self.window:  # pad short clips by repeating the last crop
-            crops = np.concatenate([crops, np.repeat(crops[-1:], self.window - n_steps, 0)], 0)
+            crops = np.concatenate([crops[:], np.repeat(crops[-1:], self.window - n_steps, 0)], 0)
         starts = window_starts(len(crops), self.window)
         embeddings = []
         for index, start in enumerate(starts):

@@ -19,6 +19,7 @@ from models.encoders.base import (
     strided_steps,
 )
 from models.errors import AnalysisError
+from models.media import StepFrames
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -43,7 +44,7 @@ class FrameEncoder(Encoder):
     def torch_module(self) -> torch.nn.Module:
         return self.network
 
-    def images(self, inputs: ClipInputs) -> np.ndarray:
+    def images(self, inputs: ClipInputs) -> StepFrames:
         return inputs.face_crops
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
@@ -57,12 +58,12 @@ class FrameEncoder(Encoder):
         """Features of every step's crop, in batches of `inputs.batch_frames`; with a stride,
         of every stride-th step, linearly interpolated in between."""
         steps = strided_steps(inputs.n_steps, inputs.stride)
-        images = self.images(inputs)[steps]
+        images = self.images(inputs)
         out = []
-        for start, batch in batched(images, inputs.batch_frames):
-            out.append(self.forward(self.preprocess(batch)).float().numpy())
+        for start, batch_steps in batched(steps, inputs.batch_frames):  # only a batch of crops in memory at once
+            out.append(self.forward(self.preprocess(images[batch_steps])).float().numpy())
             if progress:
-                progress(min(1.0, (start + len(batch)) / len(images)))
+                progress(min(1.0, (start + len(batch_steps)) / len(steps)))
         return interpolate_steps(np.concatenate(out, 0), steps, inputs.n_steps)
 
 

@@ -7,10 +7,13 @@ scorer adds the offset between mouth and speech. The clip is
 
 - `fake` when a modality calls it fake (a video is fake if any part of it is),
 - `real` when every modality that should be checked calls it real with a margin,
-- `uncertain` otherwise: a score under its threshold by less than UNCERTAIN_LOG_ODDS (a
-  factor e in the odds), probes of one modality on both sides of it, input outside what the
-  probes were trained on (face too small or not found, audio too short or missing, or the
-  whole clip above the level of every real validation clip), or only baselines ran.
+- `uncertain` otherwise: a score under its threshold whose odds do not favour real by
+  UNCERTAIN_LOG_ODDS (a factor e) below even odds or the threshold, whichever is lower (a
+  threshold set for 1 % false fakes sits high: between even odds and it, a clip is not
+  called fake, but it is not more likely real either), probes of one modality on both
+  sides of it, input outside what the probes were trained on (face too small or not
+  found, audio too short or missing, or the whole clip above the level of every real
+  validation clip), or only baselines ran.
 
 Random-init encoders and untrained heads are baselines: they are reported, never counted.
 Caveats say what the verdict rests on (synthetic training data, no calibration, a failed
@@ -29,7 +32,7 @@ from models.encoders import get_spec
 from models.sync import SYNC_SCORER_ID
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
-UNCERTAIN_LOG_ODDS = 1.0  # below the threshold by less than this in log-odds: too close to call real
+UNCERTAIN_LOG_ODDS = 1.0  # real only this far in log-odds below even odds (or a lower threshold)
 MIN_SEGMENT_S = SEGMENT_S
 MERGE_GAP_S = 0.2
 MIN_FACE_PX = 48  # median face height in source pixels below which visual probes are out of their depth
@@ -170,7 +173,7 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     thresholds = [v.calibrated.calibration.threshold for v in verdicts]
     p_fake, threshold = float(np.mean(probabilities)), float(np.mean(thresholds))
     above = [p >= t for p, t in zip(probabilities, thresholds)]
-    below = [log_odds(t) - log_odds(p) >= UNCERTAIN_LOG_ODDS for p, t in zip(probabilities, thresholds)]
+    below = [clearly_real(p, t) for p, t in zip(probabilities, thresholds)]
     unfamiliar = [v for v in verdicts if v.calibrated.level_out_of_range]
     if out_of_range is not None:
         label, reason = "uncertain", out_of_range
@@ -183,12 +186,19 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
     elif all(below) and out_of_range is None:
         label, reason = "real", None
     else:
-        label, reason = "uncertain", "just under the threshold"
+        label, reason = "uncertain", ("just under the threshold" if max(log_odds(t) - log_odds(p) for p, t in zip(
+            probabilities, thresholds)) < UNCERTAIN_LOG_ODDS else "under the threshold, but not clearly real")
     entry = {"label": label, "p_fake": round(p_fake, 6), "threshold": round(threshold, 6),
              "probes": [v.probe_id for v in verdicts]}
     if reason:
         entry["reason"] = reason
     return entry
+
+
+def clearly_real(p_fake: float, threshold: float) -> bool:
+    """Real with a margin: at least UNCERTAIN_LOG_ODDS in log-odds below even odds, or below
+    the threshold when that is lower (uncalibrated probes keep 0.5)."""
+    return log_odds(min(threshold, 0.5)) - log_odds(p_fake) >= UNCERTAIN_LOG_ODDS
 
 
 def unfamiliar_reason(verdicts: list[ProbeVerdict]) -> str:

@@ -1,24 +1,32 @@
 """Calibrated, length-robust scores on top of the paper's raw ones.
 
 The paper's video score S = logsumexp_t s_t grows by about log T with the clip's length
-T, so the same evidence reads as more fake in a longer clip. Two clip scores fix that:
+T, so the same evidence reads as more fake in a longer clip. Three clip scores fix that:
 
 - `log-mean-exp`, S − log T, which does not move when a clip is repeated (the released
   probes, and probes calibrated before the contrast score existed);
-- `contrast` (probes calibrated now): each step's logit against the clip's own level there
+- `contrast` (probes calibrated in the release before this): each step's logit against the clip's own level there
   (the running median over ±CONTRAST_HALF_WINDOW_S), and the clip score is the strongest run
   of SEGMENT_S above that level. A manipulated segment stands out from the footage around
   it; a whole recording that merely differs from the training reals (another microphone,
   camera, face or voice) shifts every step alike and cancels. That shift is kept apart as
   the clip's *level* (its median logit): above the level of the real validation clips, the
-  verdict says the input is outside what the probe knows instead of calling it fake.
+  verdict says the input is outside what the probe knows instead of calling it fake;
+- `scaled-contrast` (probes calibrated now): the contrast in units of the clip's own step
+  noise (1.4826 × the median absolute deviation of its contrast, a robust standard
+  deviation), never less than the typical noise of the real validation clips
+  (`noise_floor`). Footage whose steps wander more than the training reals' (real
+  recordings did, by 0.5-1 logit) has more and higher chance peaks, and a long clip has
+  them by the hundred: with the plain contrast, chained real recordings of 60 s were
+  called fake half the time, of 10 min every time. Measured against its own noise, a
+  peak counts only where it stands out from the rest of the clip.
 
 A Platt mapping sigmoid(scale · score + length_scale · log T + shift), fitted on a
 validation set whose sequences span 2 s to 10 min (`research/calibration.py`), turns the
 clip score into a probability, and the card's threshold decides fake. The log T term is
-there for the contrast score: the strongest run of a longer real clip is higher by chance
+there for the contrast scores: the strongest run of a longer real clip is higher by chance
 alone, as there are more places for it to be. Steps get their own Platt mapping (of s_t,
-or of its contrast), fitted on step labels, and a step threshold for fake segments. Probes
+or of its (scaled) contrast), fitted on step labels, and a step threshold for fake segments. Probes
 whose card carries no fitted calibration (released checkpoints, probes trained before this
 existed) get the paper's own mapping of the log-mean-exp, sigmoid(2 · score), with
 threshold 0.5, and say so.
@@ -34,7 +42,9 @@ from scipy.ndimage import median_filter
 from models.probes import logsumexp, sigmoid
 from models.timing import STEP_RATE
 
-CLIP_SCORES = ("log-mean-exp", "contrast")
+CLIP_SCORES = ("log-mean-exp", "contrast", "scaled-contrast")
+CONTRAST_SCORES = ("contrast", "scaled-contrast")  # judged against the clip's own level; log T in the mapping
+MAD_TO_SD = 1.4826  # the median absolute deviation of normal noise times this is its standard deviation
 CONTRAST_HALF_WINDOW_S = 1.5  # the level a step is judged against: the median of ±1.5 s around it
 SEGMENT_S = 0.2  # the shortest run of steps that makes a fake segment
 UNCALIBRATED_METHOD = "uncalibrated: sigmoid(2 · log-mean-exp), the paper's mapping without the log T term"
@@ -57,6 +67,7 @@ class Calibration:
     score: str = "log-mean-exp"  # one of CLIP_SCORES
     level_limit: float | None = None  # highest clip level (median logit) the real validation clips reach
     length_scale: float = 0.0  # weight of log(steps) in the clip mapping
+    noise_floor: float = 0.0  # scaled-contrast: the least step noise a clip is credited with (logits)
 
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
@@ -68,7 +79,7 @@ class Calibration:
                    float(entry.get("step_scale", 2.0)), float(entry.get("step_shift", 0.0)),
                    float(entry.get("step_threshold", 0.5)), str(entry.get("score", "log-mean-exp")),
                    None if entry.get("level_limit") is None else float(entry["level_limit"]),
-                   float(entry.get("length_scale", 0.0)))
+                   float(entry.get("length_scale", 0.0)), float(entry.get("noise_floor", 0.0)))
 
     def to_card(self) -> dict:
         return asdict(self)
@@ -80,24 +91,44 @@ class Calibration:
 
     def clip_probability(self, logits: np.ndarray) -> float:
         """P(fake) of a clip from its step logits, by this calibration's clip score."""
-        return float(self.probability(clip_score(logits, self.score), len(logits)))
+        return float(self.probability(clip_score(logits, self.score, self.noise_floor), len(logits)))
 
     def step_inputs(self, logits: np.ndarray) -> np.ndarray:
-        """What the step mapping reads: the logits, or their contrast with the clip's level."""
-        return contrast(logits) if self.score == "contrast" else np.asarray(logits, np.float64)
+        """What the step mapping reads: the logits, or their (scaled) contrast with the clip's level."""
+        return step_evidence(logits, self.score, self.noise_floor)
 
     def step_probability(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(self.step_scale * self.step_inputs(logits) + self.step_shift)
 
 
-def clip_score(logits: np.ndarray, kind: str = "log-mean-exp") -> float:
+def clip_score(logits: np.ndarray, kind: str = "log-mean-exp", noise_floor: float = 0.0) -> float:
     """The clip's score of `kind` (CLIP_SCORES): the log-mean-exp of the step logits
-    (logsumexp − log T, unchanged by repeating a clip), or the contrast score."""
-    if kind == "contrast":
-        return strongest_run(contrast(logits))
+    (logsumexp − log T, unchanged by repeating a clip), or the strongest run of the (scaled)
+    contrast."""
+    if kind in CONTRAST_SCORES:
+        return strongest_run(step_evidence(logits, kind, noise_floor))
     if kind != "log-mean-exp":
         raise ValueError(f"unknown clip score {kind!r}; one of {CLIP_SCORES}")
     return logsumexp(logits) - math.log(max(1, len(logits)))
+
+
+def step_evidence(logits: np.ndarray, kind: str, noise_floor: float = 0.0) -> np.ndarray:
+    """Per step, what the clip score of `kind` is made of: the logits themselves, their
+    contrast with the clip's level, or that contrast in units of the clip's step noise."""
+    if kind == "contrast":
+        return contrast(logits)
+    if kind == "scaled-contrast":
+        differences = contrast(logits)
+        return differences / max(noise_scale(differences), noise_floor, 1e-9)
+    return np.asarray(logits, np.float64)
+
+
+def noise_scale(differences: np.ndarray) -> float:
+    """A robust standard deviation of a clip's contrast: 1.4826 × its median absolute
+    deviation (a manipulated stretch shorter than half the clip barely moves it)."""
+    if not len(differences):
+        return 0.0
+    return float(MAD_TO_SD * np.median(np.abs(differences - np.median(differences))))
 
 
 def contrast(logits: np.ndarray) -> np.ndarray:
@@ -151,6 +182,6 @@ class CalibratedScores:
 
 
 def calibrate(logits: np.ndarray, calibration: Calibration) -> CalibratedScores:
-    score = clip_score(logits, calibration.score)
+    score = clip_score(logits, calibration.score, calibration.noise_floor)
     return CalibratedScores(score, float(calibration.probability(score, len(logits))),
                             calibration.step_probability(logits), calibration, clip_level(logits))

@@ -7,9 +7,10 @@ chains real clips around one fake clip kept whole (so a 2-minute fake holds a
 manipulation of under a second, as long real-world clips do); sequences shorter than a
 clip are cut from one clip, around its fake segment when it has one. A linear probe
 scores each step on its own, so chaining step logits is chaining the clips (apart from
-the encoder's context at the joins). A Platt mapping of the clip score (the contrast
-score by default, `models/calibration.py`; with log T beside it for the contrast score) is
-fitted by logistic regression, and the threshold is the lowest that calls at most
+the encoder's context at the joins). A Platt mapping of the clip score (the scaled
+contrast by default, `models/calibration.py`, whose noise floor is the median step noise of
+the real validation clips; with log T beside it for the contrast scores) is fitted by
+logistic regression, and the threshold is the lowest that calls at most
 TARGET_FALSE_FAKE of the real validation sequences of every length fake (never below 0.5).
 The level limit is the highest level (median logit) of the real validation clips: above it
 the verdict says the clip is outside what the probe knows.
@@ -23,7 +24,15 @@ from sklearn.linear_model import LogisticRegression
 
 from explain.temporal import predicted_segments, step_labels
 from explain.verdict import MERGE_GAP_S, MIN_SEGMENT_S
-from models.calibration import Calibration, clip_level, clip_score, strongest_run
+from models.calibration import (
+    CONTRAST_SCORES,
+    Calibration,
+    clip_level,
+    clip_score,
+    contrast,
+    noise_scale,
+    strongest_run,
+)
 from models.probes import sigmoid
 from models.timing import STEP_RATE
 
@@ -74,20 +83,21 @@ def _fake_sequence(reals: list, fake: tuple, steps: int, rng: np.random.Generato
 
 def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict, seed: int = 0,
                     lengths_s: tuple[float, ...] = CALIBRATION_LENGTHS_S,
-                    per_length: int = SEQUENCES_PER_LENGTH, score: str = "contrast") -> Calibration:
+                    per_length: int = SEQUENCES_PER_LENGTH, score: str = "scaled-contrast") -> Calibration:
     """The Platt mapping of the `score` clip score and its threshold from validation clips,
     with what they were fitted on and the validation false-fake and detection rates per
     length at that threshold."""
     rng = np.random.default_rng(seed)
     sequences = {length: chained_sequences(clips, length, per_length, rng) for length in lengths_s}
-    scores = np.array([clip_score(s, score) for group in sequences.values() for s, _ in group])
+    floor = real_noise_floor(clips) if score == "scaled-contrast" else 0.0
+    scores = np.array([clip_score(s, score, floor) for group in sequences.values() for s, _ in group])
     steps = np.array([len(s) for group in sequences.values() for s, _ in group])
     labels = np.array([y for group in sequences.values() for _, y in group])
-    inputs = np.c_[scores, np.log(steps)] if score == "contrast" else scores[:, None]
+    inputs = np.c_[scores, np.log(steps)] if score in CONTRAST_SCORES else scores[:, None]
     model = LogisticRegression(C=1e4, max_iter=1000).fit(inputs, labels)
-    length_scale = float(model.coef_[0, 1]) if score == "contrast" else 0.0
+    length_scale = float(model.coef_[0, 1]) if score in CONTRAST_SCORES else 0.0
     provisional = Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]), 0.5, "platt", True, score=score,
-                              length_scale=length_scale)
+                              length_scale=length_scale, noise_floor=floor)
     lengths = np.array([length for length, group in sequences.items() for _ in group])
     real_probabilities = provisional.probability(scores, steps)[labels == 0]
     threshold = max([0.5] + [_lowest_threshold(real_probabilities[lengths[labels == 0] == length], TARGET_FALSE_FAKE)
@@ -95,7 +105,7 @@ def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict
     level_limit = max(clip_level(c[0]) for c in clips if c[1] == 0)
     calibration = Calibration(provisional.scale, provisional.shift, _round_up(threshold),
                               f"platt on the {score} clip score" + (" and log T" if length_scale else ""), True,
-                              score=score, level_limit=level_limit, length_scale=length_scale)
+                              score=score, level_limit=level_limit, length_scale=length_scale, noise_floor=floor)
     called_fake = calibration.probability(scores, steps) >= calibration.threshold
     rates = {f"{length:g}s": {"false_fake": round(float(called_fake[(lengths == length) & (labels == 0)].mean()), 4),
                               "detected": round(float(called_fake[(lengths == length) & (labels == 1)].mean()), 4)}
@@ -106,7 +116,14 @@ def fit_calibration(clips: list[tuple[np.ndarray, int, list]], description: dict
               "clips": {"real": int(sum(1 for c in clips if c[1] == 0)), "fake": int(sum(1 for c in clips if c[1] == 1))},
               "target_false_fake": TARGET_FALSE_FAKE, "validation_rates": rates, "seed": seed}
     return Calibration(calibration.scale, calibration.shift, calibration.threshold, calibration.method, True, fit_on,
-                       step_scale, step_shift, step_threshold, score, level_limit, length_scale)
+                       step_scale, step_shift, step_threshold, score, level_limit, length_scale, floor)
+
+
+def real_noise_floor(clips: list[tuple[np.ndarray, int, list]]) -> float:
+    """The median step noise (`noise_scale` of the contrast) of the real validation clips:
+    the least a clip is credited with, so a clip of unusually steady steps does not turn its
+    small wobbles into large scaled peaks."""
+    return float(np.median([noise_scale(contrast(c[0])) for c in clips if c[1] == 0]))
 
 
 def _fit_steps(clips: list[tuple[np.ndarray, int, list]]) -> tuple[float, float, float, dict]:

@@ -10,9 +10,9 @@ import pytest
 
 from explain.spatial import explain_spatial
 from explain.temporal import predicted_segments
-from explain.verdict import build_verdict
+from explain.verdict import build_verdict, clearly_real
 from models.analysis import AnalysisOptions, analyze
-from models.calibration import Calibration, calibrate, clip_score
+from models.calibration import Calibration, calibrate, clip_score, contrast, noise_scale
 from models.faces import FaceTrack
 from models.media import write_test_clip
 from models.sync import MAX_LAG_STEPS, SYNC_SCORER_ID, estimate_sync
@@ -265,7 +265,7 @@ def test_a_clip_above_every_real_validation_level_is_uncertain_not_real(real_dem
     probes = {}
     for pid, probe in real_demo.probes.items():
         calibration = Calibration.from_card(probe.card)
-        assert calibration.score == "contrast" and calibration.level_limit is not None
+        assert calibration.score == "scaled-contrast" and calibration.level_limit is not None
         level = float(np.median(probe.scores.logits))
         card = {**probe.card, "calibration": {**probe.card["calibration"], "level_limit": level - 1.0}}
         probes[pid] = replace(probe, card=card)
@@ -286,8 +286,35 @@ def test_contrast_calibration_records_its_score_and_the_real_level_limit():
         logits[40:60] += 5
         fakes.append((logits, 1, [[1.6, 2.4]]))
     calibration = fit_calibration(reals + fakes, {"dataset": "planted"})
-    assert calibration.score == "contrast" and "contrast" in calibration.method
+    assert calibration.score == "scaled-contrast" and "scaled-contrast" in calibration.method
+    assert calibration.noise_floor == pytest.approx(np.median([noise_scale(contrast(c[0])) for c in reals]))
+    assert Calibration.from_card({"calibration": calibration.to_card()}) == calibration
     assert calibration.level_limit == pytest.approx(max(float(np.median(c[0])) for c in reals))
     assert calibrate(reals[0][0] + 10.0, calibration).level_out_of_range
     assert not calibrate(reals[0][0] + 10.0, calibration).p_fake >= calibration.threshold  # a shift is no segment
     assert calibrate(fakes[0][0] + 10.0, calibration).p_fake >= calibration.threshold
+
+
+def test_the_scaled_contrast_judges_a_peak_against_the_clips_own_noise():
+    rng = np.random.default_rng(3)
+    steady = rng.normal(-5, 0.3, 1500)
+    wandering = -5 + 3 * (steady + 5)  # the same clip with three times the step noise
+    assert clip_score(wandering, "contrast") > 2.5 * clip_score(steady, "contrast")  # plain: more noise, higher peak
+    assert clip_score(wandering, "scaled-contrast") == pytest.approx(clip_score(steady, "scaled-contrast"))
+    bumped = wandering.copy()
+    bumped[700:720] += 3.0  # 0.8 s standing out by about 3 of the clip's noise units
+    assert clip_score(bumped, "scaled-contrast") > clip_score(wandering, "scaled-contrast") + 2.0
+
+
+def test_the_noise_floor_keeps_tiny_wobbles_of_a_steady_clip_from_becoming_peaks():
+    rng = np.random.default_rng(4)
+    still = rng.normal(-5, 1e-3, 250)
+    still[100:110] += 0.05  # 50 × its own noise, but nothing against real footage's
+    assert clip_score(still, "scaled-contrast") > 20
+    assert clip_score(still, "scaled-contrast", noise_floor=0.3) < 0.2
+
+
+@pytest.mark.parametrize("p_fake,threshold,real", [(0.2, 0.9, True), (0.3, 0.9, False), (0.6, 0.9, False),
+                                                   (0.15, 0.5, True), (0.3, 0.5, False)])
+def test_real_needs_odds_that_favour_real_not_only_a_score_under_a_high_threshold(p_fake, threshold, real):
+    assert clearly_real(p_fake, threshold) == real

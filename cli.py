@@ -81,6 +81,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     truth = load_truth_file(args.truth, Path(args.video).name) if args.truth else None
     weights = _pairs(args.weights, "--weights")
     features = _pairs(args.features, "--features", must_exist=True)
+    if args.landmarks == "dlib":
+        from models.landmarks import predictor_path  # lazy: the module imports cv2; only this option needs it
+
+        predictor_path()  # dlib asked for but absent: refused here, saying how to install it
     # lazy: torch and the models load only once the arguments and the file have passed these checks
     from explain.reports import write_report
     from models.analysis import AnalysisOptions, analyze
@@ -92,7 +96,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if (note := precision_warning(args.precision)) is not None:
         print(f"warning: {note}", file=sys.stderr)
     settings = Settings(limits=limits, face_stride=args.face_stride, face_tracking=args.face_tracking,
-                        stride=args.stride, precision=args.precision, weights=weights)
+                        landmarks=args.landmarks, stride=args.stride, precision=args.precision, weights=weights)
     options = AnalysisOptions(settings=settings, features=features, cache=None if args.no_cache else FeatureCache())
     bars = StageBars()
     try:
@@ -412,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="follow the face with the landmark mesh and detect only once a second and at shot "
                               "cuts (about 2.8× faster face stage; crops move by a pixel or so, which moves "
                               "per-step scores, see docs/PERFORMANCE.md)")
+    analyze.add_argument("--landmarks", default="mesh", choices=["mesh", "dlib"],
+                         help="where the 68 points that place the lip encoders' mouth region come from: the face "
+                              "mesh mapped to the iBUG scheme (default), or dlib's predictor where dlib-bin and "
+                              "face-recognition-models are installed (non-commercial model; docs/bench_landmarks.txt)")
     analyze.add_argument("--stride", type=int, default=1,
                          help="run per-frame image encoders (CLIP, FSFM, self-blend CNN) every N steps and "
                               "interpolate their features between (default 1: every step; see docs/PERFORMANCE.md)")

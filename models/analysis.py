@@ -136,10 +136,11 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
         start = time.perf_counter()
         settings, earlier = options.settings, previous.options.settings if previous is not None else None
         same_faces = previous is not None and previous.face_track is not None \
-            and (earlier.face_stride, earlier.face_tracking) == (settings.face_stride, settings.face_tracking)
+            and (earlier.face_stride, earlier.face_tracking, earlier.landmarks) \
+            == (settings.face_stride, settings.face_tracking, settings.landmarks)
         track = previous.face_track if same_faces else track_faces(
             clip.frames, stride=settings.face_stride, workers=settings.face_workers,
-            progress=lambda f: report("faces", f), tracking=settings.face_tracking)
+            progress=lambda f: report("faces", f), tracking=settings.face_tracking, landmarks=settings.landmarks)
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
     inputs = ClipInputs(clip, track, options.features, options.settings.batch_frames, options.settings.stride)

@@ -14,11 +14,13 @@ never dropped.
 Crop conventions (documented choices):
 - face crop: square, centred on the face box, side = 1.3 × the longer box side
   (FSFM's 30 % enlargement), resized to 224 px RGB, axis-aligned.
-- mouth ROI: square, centred on the mean of the lip landmarks, rotated so the eye
-  line is level, side = MOUTH_ROI_SCALE × the outer-eye-corner distance, 96 px
-  grayscale, then centre-cropped to 88 px by the lip encoders (AV-HuBERT / BRAVEn
-  use a 68-landmark Procrustes alignment to a mean face; the eye line gives the same
-  rotation and scale up to a constant).
+- mouth ROI: square, centred on the mean of the 20 lip points of the 68-point iBUG
+  scheme, rotated so the eye line (outer corners 36, 45) is level, side =
+  MOUTH_ROI_SCALE × the outer-eye-corner distance, 96 px grayscale, then centre-cropped
+  to 88 px by the lip encoders (AV-HuBERT / BRAVEn use a 68-landmark Procrustes
+  alignment to a mean face; the eye line gives the same rotation and scale up to a
+  constant). The 68 points come from the mesh (`models.landmarks.MESH_TO_IBUG68`) or,
+  with `landmarks="dlib"`, from dlib's shape predictor where it is installed.
 """
 from __future__ import annotations
 
@@ -31,24 +33,30 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from models.landmarks import (
+    IBUG_EYE_OUTER,
+    IBUG_MOUTH,
+    LANDMARK_SOURCES,
+    MOUTH_ROI_SCALE,
+    DlibLandmarks,
+    ibug_from_mesh,
+)
 from models.media import StepFrames
 
 FACE_CROP_SIZE = 224
 FACE_CROP_ENLARGE = 1.3
 MOUTH_ROI_SIZE = 96
 MOUTH_ROI_CENTRE = 88
-MOUTH_ROI_SCALE = 0.85
 TRACKER_VERSION = 2  # raised whenever a clip's track changes (2: short-range detector where full-range finds none)
+MOUTH_ROI_VERSION = 2  # raised whenever the mouth region changes (2: from the 68 iBUG points)
 KEYFRAME_STEPS = 25  # the detector runs at least once a second; the chunks between are tracked
 SHOT_CUT_GREY_CHANGE = 40.0  # mean |Δ grey level| (0–255) of 32×18 thumbnails of consecutive steps at a cut
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
 FACE_WORKERS = min(2, len(os.sched_getaffinity(0)))  # a mediapipe graph keeps about one core busy: one per core
 
 # Face-mesh landmark indices (mediapipe canonical 468-point topology).
-LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
-                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
-RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
+MESH_EYE_OUTER = (33, 263)  # the mouth opening is the inner-lip gap in units of these two points' distance
 
 
 @dataclass
@@ -196,8 +204,12 @@ class FaceTracker:
     keeps the full-range model alone (the synthetic generator's face bank, so its clips
     stay byte-identical)."""
 
-    def __init__(self, min_confidence: float = 0.5, close_range: bool = True):
+    def __init__(self, min_confidence: float = 0.5, close_range: bool = True, landmarks: str = "mesh"):
         import mediapipe as mp  # lazy: mediapipe and its TF Lite runtime take ~1 s; only face tracking needs them
+
+        if landmarks not in LANDMARK_SOURCES:
+            raise ValueError(f"unknown landmark source {landmarks!r}; one of {LANDMARK_SOURCES}")
+        self._dlib = DlibLandmarks() if landmarks == "dlib" else None  # a clear error when dlib is absent
 
         self._lock = threading.Lock()  # a mediapipe graph is not thread-safe; separate graphs run in parallel
 
@@ -221,20 +233,33 @@ class FaceTracker:
                     return found
         return []
 
-    def detect(self, frame: np.ndarray) -> _Detection | None:
-        """The most confident face in one RGB frame, or None."""
+    def _best_face(self, frame: np.ndarray) -> tuple | None:
+        """The most confident detection in one RGB frame and its box in pixels, or None."""
         height, width = frame.shape[:2]
         found = self._detections(frame)
         if not found:
             return None
         best = max(found, key=lambda d: d.score[0])
         rel = best.location_data.relative_bounding_box
-        box = np.array([rel.xmin * width, rel.ymin * height,
-                        (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height])
+        return best, np.array([rel.xmin * width, rel.ymin * height,
+                               (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height])
+
+    def mesh_points(self, frame: np.ndarray) -> np.ndarray | None:
+        """The 468 mesh points (pixels) of the most confident face in one RGB frame, or None."""
+        face = self._best_face(frame)
+        return None if face is None else self._mesh_landmarks(frame, face[1])
+
+    def detect(self, frame: np.ndarray) -> _Detection | None:
+        """The most confident face in one RGB frame, or None."""
+        height, width = frame.shape[:2]
+        face = self._best_face(frame)
+        if face is None:
+            return None
+        best, box = face
         landmarks = self._mesh_landmarks(frame, box)
         if landmarks is None:
             return self._from_keypoints(best, box, width, height)
-        detection = _from_landmarks(landmarks, float(best.score[0]))
+        detection = _from_landmarks(landmarks, self._ibug(frame, landmarks), float(best.score[0]))
         side = max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1])
         offset = ((box[:2] + box[2:]) - (detection.box[:2] + detection.box[2:])) / 2 / max(side, 1e-6)
         detection.region_anchor = (float(offset[0]), float(offset[1]),
@@ -250,9 +275,13 @@ class FaceTracker:
         landmarks = self._mesh_landmarks(frame, previous.next_region())
         if landmarks is None:
             return self.detect(frame)
-        tracked = _from_landmarks(landmarks, previous.score)
+        tracked = _from_landmarks(landmarks, self._ibug(frame, landmarks), previous.score)
         tracked.region_anchor = previous.region_anchor
         return tracked
+
+    def _ibug(self, frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """The 68 iBUG points of the face the mesh found: mapped from the mesh, or dlib's."""
+        return ibug_from_mesh(mesh) if self._dlib is None else self._dlib.points_near(frame, mesh)
 
     def _mesh_landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """468 landmark pixel positions from the mesh run on the face box enlarged ×1.8."""
@@ -275,15 +304,16 @@ class FaceTracker:
         return _Detection(box, mouth, eye_distance, _roll_degrees(right_eye, left_eye), float(detection.score[0]))
 
 
-def _from_landmarks(landmarks: np.ndarray, score: float) -> _Detection:
-    """Face box, mouth, eye line and lip gap from the 468 mesh landmarks (pixels)."""
-    lips = landmarks[list(LIP_LANDMARKS)]
-    right_eye, left_eye = landmarks[RIGHT_EYE_OUTER], landmarks[LEFT_EYE_OUTER]
+def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _Detection:
+    """Face box and lip gap from the 468 mesh landmarks, mouth and eye line from the face's
+    68 iBUG points (pixels)."""
+    lips = ibug[IBUG_MOUTH]
+    right_eye, left_eye = ibug[IBUG_EYE_OUTER[0]], ibug[IBUG_EYE_OUTER[1]]
     mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
-    eye_distance = float(np.linalg.norm(left_eye - right_eye))
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
-    return _Detection(mesh_box, lips.mean(0), eye_distance, _roll_degrees(right_eye, left_eye), score,
-                      gap / max(eye_distance, 1e-6))
+    mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
+    return _Detection(mesh_box, lips.mean(0), float(np.linalg.norm(left_eye - right_eye)),
+                      _roll_degrees(right_eye, left_eye), score, gap / max(mesh_eyes, 1e-6))
 
 
 def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
@@ -292,17 +322,17 @@ def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
     return float(-np.degrees(np.arctan2(dy, dx)))
 
 
-_shared_trackers: dict[bool, list[FaceTracker]] = {True: [], False: []}
+_shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}
 _shared_trackers_lock = threading.Lock()
 
 
-def shared_trackers(count: int, close_range: bool = True) -> list[FaceTracker]:
+def shared_trackers(count: int, close_range: bool = True, landmarks: str = "mesh") -> list[FaceTracker]:
     """`count` trackers kept for the life of the process (building the mediapipe graphs
     costs about a second each)."""
     with _shared_trackers_lock:
-        pool = _shared_trackers[close_range]
+        pool = _shared_trackers.setdefault((close_range, landmarks), [])
         while len(pool) < count:
-            pool.append(FaceTracker(close_range=close_range))
+            pool.append(FaceTracker(close_range=close_range, landmarks=landmarks))
         return pool[:count]
 
 
@@ -311,12 +341,13 @@ def shared_tracker(close_range: bool = True) -> FaceTracker:
 
 
 def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS, progress=None,
-                tracking: bool = False) -> FaceTrack:
+                tracking: bool = False, landmarks: str = "mesh") -> FaceTrack:
     """Find the face at every `stride`-th step, on `workers` trackers at once (the result
     does not depend on how many), smooth, and fill gaps by interpolation. Each sampled step
     is detected on its own; with `tracking` (every step) the steps go in chunks of
     KEYFRAME_STEPS that start with a detection, and the face is followed within a chunk
-    (detected again at a shot cut or where the mesh loses it)."""
+    (detected again at a shot cut or where the mesh loses it). `landmarks` says where the
+    68 points of the mouth region come from (LANDMARK_SOURCES)."""
     n_steps, height, width = frames.shape[:3]
     steps = list(range(0, n_steps, max(1, stride)))
     if steps[-1] != n_steps - 1:
@@ -325,7 +356,7 @@ def track_faces(frames: np.ndarray, stride: int = 1, workers: int = FACE_WORKERS
     chunks = [steps[i:i + KEYFRAME_STEPS] for i in range(0, len(steps), KEYFRAME_STEPS)] if tracking \
         else [[step] for step in steps]
     cuts = shot_cuts(frames) if tracking else set()
-    trackers = shared_trackers(max(1, min(workers, len(chunks))))
+    trackers = shared_trackers(max(1, min(workers, len(chunks))), landmarks=landmarks)
     done = itertools.count(1)
 
     def follow(tracker: FaceTracker, share: list[list[int]]) -> dict[int, _Detection]:

@@ -11,9 +11,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from models.encoders.base import FACE_MODALITIES, FRAME_BATCH, STRIDED_FAMILIES, EncoderSpec, resolve_dtype
+from models.encoders.base import (
+    FACE_MODALITIES,
+    FRAME_BATCH,
+    MOUTH_MODALITIES,
+    STRIDED_FAMILIES,
+    EncoderSpec,
+    resolve_dtype,
+)
 from models.encoders.project import bundled_sha256
-from models.faces import FACE_WORKERS, TRACKER_VERSION
+from models.errors import AnalysisError
+from models.faces import FACE_WORKERS, MOUTH_ROI_VERSION, TRACKER_VERSION
+from models.landmarks import LANDMARK_SOURCES
 from models.media import MediaLimits
 
 DEFAULT_FRAME_SIDE = MediaLimits().frame_max_side
@@ -27,6 +36,7 @@ class Settings:
     limits: MediaLimits = field(default_factory=MediaLimits)  # decoding: what is accepted, the working frame size
     face_stride: int = 1  # run face detection every N steps, track in between
     face_tracking: bool = False  # follow the face with the mesh between detections once a second (faster, crops move)
+    landmarks: str = "mesh"  # the mouth region's 68 points: the mapped face mesh, or dlib's predictor (installed)
     face_workers: int = FACE_WORKERS  # frames detected at once, one mediapipe graph each (same result; 1: naive)
     stride: int = 1  # run per-frame image encoders every N steps, interpolate in between
     batch_frames: int = FRAME_BATCH  # face crops per forward pass (1 = the naive baseline)
@@ -34,6 +44,8 @@ class Settings:
     weights: Mapping[str, str] | tuple[tuple[str, str], ...] = ()  # encoder id → hub id or local path
 
     def __post_init__(self) -> None:  # kept as sorted pairs: hashable, picklable (Ray), immutable
+        if self.landmarks not in LANDMARK_SOURCES:
+            raise AnalysisError(f"unknown landmark source {self.landmarks!r}.", hint=f"One of {LANDMARK_SOURCES}.")
         pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
         object.__setattr__(self, "weights", tuple(sorted((str(k), str(v)) for k, v in pairs)))
 
@@ -43,14 +55,17 @@ class Settings:
     def cache_key(self, spec: EncoderSpec) -> str:
         """The feature-cache key part for `spec` under these settings: preprocessing version,
         width, numeric precision, face-detection stride; for encoders of face crops the face
-        tracker's version and any non-default working frame size; face tracking; the encoder stride of
+        tracker's version and any non-default working frame size; face tracking; for encoders of mouth
+        regions the mouth region's version and landmark source; the encoder stride of
         per-frame encoders; and, when they can change, which weights."""
         dtype = str(resolve_dtype(self.precision)).removeprefix("torch.")
         key = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{self.face_stride}"
-        if spec.modality in FACE_MODALITIES:
+        if spec.modality in FACE_MODALITIES or spec.modality in MOUTH_MODALITIES:
             key += f"-tracker{TRACKER_VERSION}" + ("-tracked" if self.face_tracking else "")
             if self.limits.frame_max_side != DEFAULT_FRAME_SIDE:
                 key += f"-frame{self.limits.frame_max_side}"
+        if spec.modality in MOUTH_MODALITIES:
+            key += f"-mouth{MOUTH_ROI_VERSION}" + ("-dlib" if self.landmarks == "dlib" else "")
         if self.stride > 1 and spec.family in STRIDED_FAMILIES:
             key += f"-stride{self.stride}"
         tag = weights_tag(spec, self.weights_for(spec.id))

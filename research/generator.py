@@ -76,8 +76,23 @@ def _cut(image: np.ndarray, name: str, size: int = 192) -> Face | None:
     again = tracker.detect(sprite)
     if again is None:
         return None
-    return Face(name, sprite, (float(again.mouth[0]), float(again.mouth[1])), 0.5 * again.eye_distance,
-                tuple(float(v) for v in again.box))
+    mouth, eye_distance = _bank_mouth(tracker.mesh_points(sprite), again)
+    return Face(name, sprite, mouth, 0.5 * eye_distance, tuple(float(v) for v in again.box))
+
+
+# the mesh's 40 lip-contour points and outer eye corners: the bank's mouth as first built
+BANK_LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+                   78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+
+
+def _bank_mouth(mesh: np.ndarray | None, found) -> tuple[tuple[float, float], float]:
+    """Mouth centre and outer-eye-corner distance of a bank face, defined as when the bank
+    was first built (the mean of the mesh's lip contours), so its clips stay byte-identical
+    whatever the tracker's mouth region becomes; the detector's keypoints without a mesh."""
+    if mesh is None:
+        return (float(found.mouth[0]), float(found.mouth[1])), found.eye_distance
+    centre = mesh[list(BANK_LIP_POINTS)].mean(axis=0)
+    return (float(centre[0]), float(centre[1])), float(np.linalg.norm(mesh[263] - mesh[33]))
 
 
 @lru_cache(maxsize=1)

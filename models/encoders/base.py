@@ -16,6 +16,7 @@ from models.media import Clip, StepFrames
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
 FACE_MODALITIES = ("face", "lips")  # encoders of face crops or mouth regions: they need the face track
+MOUTH_MODALITIES = ("lips", "audio-visual")  # encoders that read mouth regions
 SOURCES = ("hub", "random", "package", "project", "external")
 STRIDED_FAMILIES = ("clip", "fsfm", "selfblend")  # per-frame image encoders: `stride` runs them on every N-th step
 FRAME_BATCH = 16  # face crops per forward pass

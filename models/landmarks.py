@@ -1,0 +1,94 @@
+"""The 68-point iBUG landmark scheme (dlib's), which AV-HuBERT's and BRAVEn's mouth crops
+are defined on, from mediapipe's 468-point face mesh, and the mouth square both give.
+
+`MESH_TO_IBUG68` names, for each iBUG point, the mesh point that stands for it. It was
+fitted, not copied: `research/landmark_mapping.py` picks, for each iBUG point, the mesh
+point with the smallest median distance to dlib's on faces both ran on;
+`python -m benchmarks.bench_landmarks` measures it leaving one identity out
+(docs/bench_landmarks.txt).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.errors import AnalysisError
+
+IBUG_EYE_OUTER = (36, 45)  # the subject's right eye's outer corner (image left), the left eye's
+IBUG_MOUTH = slice(48, 68)  # outer lip contour 48-59, inner 60-67
+MOUTH_ROI_SCALE = 0.85  # the mouth square's side in outer-eye-corner distances
+LANDMARK_SOURCES = ("mesh", "dlib")  # where the 68 points come from: the mapped mesh, or dlib's predictor
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+DLIB_INSTALL = "pip install dlib-bin==20.0.1 face-recognition-models==0.3.0 (its 68-point model: non-commercial use only)"
+
+MESH_TO_IBUG68 = (
+    227, 137, 132, 58, 172, 136, 149, 176, 152, 377, 400, 379, 365, 288, 361, 366, 356,  # 0-16: jaw
+    71, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # 17-26: brows
+    168, 197, 195, 4, 240, 99, 2, 326, 305,  # 27-35: nose
+    130, 160, 158, 155, 153, 144, 463, 385, 387, 249, 373, 380,  # 36-47: eyes
+    57, 40, 37, 0, 267, 269, 291, 405, 314, 17, 84, 106, 76, 38, 12, 268, 308, 317, 15, 178,  # 48-67: lips
+)
+
+
+def ibug_from_mesh(mesh: np.ndarray) -> np.ndarray:
+    """(68, 2) iBUG points from (468, 2) mesh points."""
+    return np.asarray(mesh)[list(MESH_TO_IBUG68)]
+
+
+def mouth_square(ibug: np.ndarray, scale: float = MOUTH_ROI_SCALE) -> tuple[float, float, float, float]:
+    """The mouth region of interest of 68 iBUG points: centre (x, y) at the mean of the lip
+    points, side `scale` × the outer-eye-corner distance, roll (degrees, counter-clockwise)
+    of the eye line."""
+    right_eye, left_eye = ibug[IBUG_EYE_OUTER[0]], ibug[IBUG_EYE_OUTER[1]]
+    centre = ibug[IBUG_MOUTH].mean(axis=0)
+    dx, dy = left_eye - right_eye
+    return (float(centre[0]), float(centre[1]), float(scale * np.hypot(dx, dy)),
+            float(-np.degrees(np.arctan2(dy, dx))))
+
+
+def square_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two rotated squares given as `mouth_square` gives them."""
+    polygons = [cv2.boxPoints(((x, y), (side, side), -angle)).astype(np.float32) for x, y, side, angle in (a, b)]
+    inter, _ = cv2.intersectConvexConvex(*polygons)
+    union = a[2] ** 2 + b[2] ** 2 - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def predictor_path() -> Path:
+    """The 68-point model file of `face-recognition-models`, or a clear error saying how to
+    install it and dlib."""
+    if importlib.util.find_spec("dlib") is None:
+        raise AnalysisError("68-point landmarks from dlib were asked for, but dlib is not installed.",
+                            hint=DLIB_INSTALL)
+    spec = importlib.util.find_spec("face_recognition_models")
+    path = Path(spec.origin).parent / "models" / PREDICTOR_FILE if spec and spec.origin else None
+    if path is None or not path.exists():
+        raise AnalysisError("68-point landmarks from dlib were asked for, but its landmark model is not installed.",
+                            hint=DLIB_INSTALL)
+    return path
+
+
+class DlibLandmarks:
+    """dlib's 68-point shape predictor, run in a box; the predictor is loaded once."""
+
+    def __init__(self):
+        import dlib  # lazy: optional, and only this landmark source needs it
+
+        self._dlib = dlib
+        self._predictor = dlib.shape_predictor(str(predictor_path()))
+
+    def points(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(68, 2) pixel points of the face in `box` (x0, y0, x1, y1) of a grey image."""
+        rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self._predictor(gray, rect)
+        return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], float)
+
+    def points_near(self, frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """dlib's 68 points of the face the mesh found, in the box its own detector would give
+        (about the bounding box of the mapped jaw and brow points)."""
+        mapped = ibug_from_mesh(mesh)
+        box = np.concatenate([mapped.min(axis=0), mapped.max(axis=0)])
+        return self.points(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), box)

@@ -1,0 +1,99 @@
+"""The 68-point iBUG scheme from the face mesh (and from dlib where installed), and the
+mouth region the lip encoders see."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.encoders import get_spec
+from models.errors import AnalysisError
+from models.faces import FaceTracker, track_faces
+from models.landmarks import IBUG_EYE_OUTER, MESH_TO_IBUG68, ibug_from_mesh, mouth_square, square_iou
+from models.media import write_test_clip
+from models.settings import Settings
+from research.sources import source_path
+from research.synthetic import moving_astronaut
+from tests.cli_runner import run_cli
+
+DLIB_REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "astronaut_dlib68.json").read_text())
+HAS_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut photo (RGB) and its 468 mesh points."""
+    image = cv2.cvtColor(cv2.imread(str(source_path("astronaut"))), cv2.COLOR_BGR2RGB)
+    tracker = FaceTracker()
+    try:
+        return image, tracker.mesh_points(image)
+    finally:
+        tracker.close()
+
+
+def test_every_ibug_point_names_a_mesh_point():
+    assert len(MESH_TO_IBUG68) == 68 and all(0 <= i < 468 for i in MESH_TO_IBUG68)
+    assert len(set(MESH_TO_IBUG68)) == 68  # no two iBUG points collapse onto one mesh point
+
+
+def test_the_mapped_mesh_lands_on_dlibs_points_and_mouth_region(astronaut):
+    _, mesh = astronaut
+    reference = np.array(DLIB_REFERENCE["points"])
+    mapped = ibug_from_mesh(mesh)
+    eye_distance = np.linalg.norm(reference[IBUG_EYE_OUTER[1]] - reference[IBUG_EYE_OUTER[0]])
+    errors = np.linalg.norm(mapped - reference, axis=1) / eye_distance
+    assert errors.mean() < 0.06 and errors[48:].mean() < 0.04  # docs/bench_landmarks.txt: 0.040 held out
+    assert square_iou(mouth_square(mapped), mouth_square(reference)) > 0.85
+
+
+def test_square_iou_of_shifted_and_rotated_squares():
+    square = (50.0, 50.0, 20.0, 0.0)
+    assert square_iou(square, square) == pytest.approx(1.0)
+    assert square_iou(square, (60.0, 50.0, 20.0, 0.0)) == pytest.approx(200 / 600)  # half overlaps
+    assert square_iou(square, (500.0, 50.0, 20.0, 0.0)) == 0.0
+    assert 0.7 < square_iou(square, (50.0, 50.0, 20.0, 45.0)) < 0.8  # octagon 331 over 469
+
+
+def test_the_tracks_mouth_centre_is_the_mean_of_the_mapped_lip_points():
+    scene = moving_astronaut(3, width=480, height=320)
+    tracker = FaceTracker()
+    try:
+        mesh = tracker.mesh_points(scene.frames[1])
+    finally:
+        tracker.close()
+    track = track_faces(scene.frames)
+    assert np.allclose(track.mouth_centres[1], ibug_from_mesh(mesh)[48:68].mean(axis=0), atol=1.0)  # smoothed
+
+
+def test_mouth_encoders_key_their_cache_by_the_landmark_source():
+    lips, face = get_spec("avhubert-large-v"), get_spec("selfblend-cnn")
+    assert Settings().cache_key(lips) != Settings(landmarks="dlib").cache_key(lips)
+    assert Settings().cache_key(face) == Settings(landmarks="dlib").cache_key(face)  # face crops do not move
+    assert "-mouth" in Settings().cache_key(get_spec("avhubert-large-av"))
+
+
+def test_an_unknown_landmark_source_is_refused_clearly():
+    with pytest.raises(AnalysisError, match="unknown landmark source 'openface'"):
+        Settings(landmarks="openface")
+
+
+@pytest.mark.skipif(HAS_DLIB, reason="dlib is installed here: the refusal of a missing dlib cannot be shown")
+def test_asking_for_dlib_without_it_says_how_to_install_it(tmp_path):
+    clip = write_test_clip(tmp_path / "clip.mp4", moving_astronaut(25).frames)
+    run = run_cli("analyze", clip, "--out", tmp_path / "out", "--landmarks", "dlib")
+    assert run.returncode == 2 and "dlib is not installed" in run.stderr and "pip install dlib-bin" in run.stderr
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+@pytest.mark.skipif(not HAS_DLIB, reason="dlib-bin and face-recognition-models are not installed (optional)")
+def test_dlib_in_the_box_the_mesh_gives_it_finds_its_own_points(astronaut):
+    from models.landmarks import DlibLandmarks
+
+    image, mesh = astronaut
+    points = DlibLandmarks().points_near(image, mesh)
+    assert np.abs(points - np.array(DLIB_REFERENCE["points"])).max() < 6.0
+    assert np.linalg.norm(points - np.array(DLIB_REFERENCE["points"]), axis=1).mean() < 2.0

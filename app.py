@@ -37,7 +37,7 @@ import numpy as np
 
 from explain.alignment import align_clicks, alignment_figure, click_step, summarise
 from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
-from explain.figures import TimeAxis
+from explain.figures import TimeAxis, mouth_strip
 from explain.reports import WrittenReport, write_report
 from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
@@ -647,7 +647,14 @@ def show_step(step: float, session: Session | None, probe_id: str | None = None)
         frame = overlay(frame, heatmap.frame_map)
         lines.append(f"- heatmap of {probe_id}: maximum at ({heatmap.peak[0]:.3f}, {heatmap.peak[1]:.3f}), "
                      f"hot-spot centre at ({heatmap.hotspot[0]:.3f}, {heatmap.hotspot[1]:.3f})")
-    return curves_at(session, step), frame, "\n".join(lines)
+    return curves_at(session, step), with_mouths(frame, result, step), "\n".join(lines)
+
+
+def with_mouths(frame: np.ndarray, result: AnalysisResult, step: int) -> np.ndarray:
+    """The step's frame with the strip of mouth regions around it below, when faces were tracked."""
+    if result.face_track is None:
+        return frame
+    return np.vstack([frame, mouth_strip(result.clip.frames, result.face_track, step, frame.shape[1])])
 
 
 def curves_at(session: Session, step: int):
@@ -665,7 +672,8 @@ def pick_gallery(session: Session | None, evt: gr.SelectData):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     step, probe_id, image = session.gallery[int(evt.index)]
     text = f"**{timeline_label(step, session.result.media.fps)}** · map of **{probe_id}** (as in the gallery)"
-    return gr.Slider(value=step), curves_at(session, step), image, text
+    picture = cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB)
+    return gr.Slider(value=step), curves_at(session, step), with_mouths(picture, session.result, step), text
 
 
 def seek_segment(start: str | None, session: Session | None):

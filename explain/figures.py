@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,6 +22,7 @@ from explain.audio_attribution import AudioAttribution  # noqa: E402
 from explain.temporal import TemporalExplanation  # noqa: E402
 from models.cache import atomic_write
 from models.errors import AnalysisError
+from models.faces import FaceTrack, lip_view
 from models.spectrogram import log_mel  # noqa: E402
 from models.timing import MEL_HOP, N_MELS, SAMPLE_RATE, STEP_RATE  # noqa: E402
 
@@ -28,6 +30,8 @@ MODALITY_COLOURS = {"audio": "#1f6fb4", "lips": "#8e44ad", "face": "#2a9d55", "v
                     "audio-visual": "#e67e22", "fusion": "#222222"}
 TRUE_COLOUR = "#d62728"
 ZOOM_HALF_WIDTH_S = 0.5
+MOUTH_STRIP_STEPS = 7  # mouth regions shown around the step in the app's step view
+MOUTH_STRIP_LABEL_PX = 18
 
 
 def mel_extent(n_frames: int) -> tuple[float, float, float, float]:
@@ -152,6 +156,27 @@ def _peak_frames(figure: Figure, cell, frames: np.ndarray, explanation: Temporal
         ax.set_title(f"▼ {peak / STEP_RATE:.2f} s: {verdict} ({probability:.2f})", fontsize=8,
                      color=TRUE_COLOUR if verdict == "fake" else "#2a9d55")
         ax.axis("off")
+
+
+def mouth_strip(frames: np.ndarray, track: FaceTrack, step: int, width: int, count: int = MOUTH_STRIP_STEPS
+                ) -> np.ndarray:
+    """(h, width, 3) uint8: what the lip encoders see at `count` steps around `step`, side by
+    side (the 88 px grey mouth region of each), the one at `step` framed in red, under a
+    one-line label; steps past either end of the clip are left dark."""
+    half = count // 2
+    steps = [s for s in range(step - half, step + half + 1) if 0 <= s < len(frames)]
+    views = dict(zip(steps, lip_view(track.mouth_rois(frames, steps))))
+    tile = max(8, width // count)
+    strip = np.full((tile + MOUTH_STRIP_LABEL_PX, width, 3), 24, np.uint8)
+    for index, s in enumerate(range(step - half, step + half + 1)):
+        if s in views:
+            image = cv2.cvtColor(cv2.resize(views[s], (tile, tile), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2RGB)
+            if s == step:
+                cv2.rectangle(image, (0, 0), (tile - 1, tile - 1), (220, 30, 30), max(1, tile // 24))
+            strip[MOUTH_STRIP_LABEL_PX:, index * tile:(index + 1) * tile] = image
+    cv2.putText(strip, f"mouth region the lip encoders see, steps {step - half}..{step + half}", (4, 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (235, 235, 235), 1, cv2.LINE_AA)
+    return strip
 
 
 def audio_attribution_figure(audio: np.ndarray, attribution: AudioAttribution, title: str | None = None) -> Figure:

@@ -29,6 +29,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -149,10 +150,12 @@ class FaceTrack:
             crops.append(self.face_geometry(t, out_size).extract(frames[t]))
         return crops
 
-    def mouth_rois(self, frames: np.ndarray) -> np.ndarray:
-        """(T, 96, 96) uint8 grayscale mouth regions (centre-crop 88 px for the lip encoders)."""
+    def mouth_rois(self, frames: np.ndarray, steps: Sequence[int] | None = None) -> np.ndarray:
+        """(N, 96, 96) uint8 grayscale mouth regions of `steps` (default: every step); the lip
+        encoders see their centre (`lip_view`)."""
+        steps = range(len(frames)) if steps is None else steps
         return np.stack([cv2.cvtColor(self.mouth_geometry(t).extract(frames[t]), cv2.COLOR_RGB2GRAY)
-                         for t in range(len(frames))])
+                         for t in steps])
 
     def to_dict(self) -> dict:
         """Per-step geometry in normalised frame coordinates, for reports."""
@@ -414,6 +417,12 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
     return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], eye_distances=params[:, 6],
                      angles=params[:, 7], detected=detected, confidence=confidence, frame_width=width,
                      frame_height=height, warnings=warnings, mouth_openings=openings)
+
+
+def lip_view(rois: np.ndarray) -> np.ndarray:
+    """The centre MOUTH_ROI_CENTRE px of (N, 96, 96) mouth regions: what the lip encoders see."""
+    margin = (MOUTH_ROI_SIZE - MOUTH_ROI_CENTRE) // 2
+    return rois[:, margin:margin + MOUTH_ROI_CENTRE, margin:margin + MOUTH_ROI_CENTRE]
 
 
 def _interpolate_gaps(values: np.ndarray) -> np.ndarray:

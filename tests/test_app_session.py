@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import app
+from explain.figures import mouth_strip
 from models.timing import STEP_RATE
 
 DEMO = Path(__file__).resolve().parent.parent / "assets" / "demo"
@@ -88,7 +89,10 @@ def test_the_step_view_and_the_segment_chips_move_a_cursor_over_the_curves():
     width = curves.shape[1]
     assert changed(early).max() < changed(late).min()
     assert abs(changed(late).mean() / width - (axis.x0 + (axis.x1 - axis.x0) * (80 / 25) / axis.duration_s)) < 0.005
-    assert "step 80," in text and frame.shape == session.result.clip.frames[80].shape
+    height, width = session.result.clip.frames[80].shape[:2]
+    assert "step 80," in text and frame.shape[1:] == (width, 3) and frame.shape[0] > height  # the mouth strip below
+    strip = mouth_strip(session.result.clip.frames, session.result.face_track, 80, width)
+    assert np.array_equal(frame[height:], strip)
     step, cursor, _, seek_text = app.seek_segment("1.00", session)
     assert step.value == 25 and "step 25," in seek_text and changed(cursor).size
 

@@ -97,3 +97,18 @@ def test_dlib_in_the_box_the_mesh_gives_it_finds_its_own_points(astronaut):
     points = DlibLandmarks().points_near(image, mesh)
     assert np.abs(points - np.array(DLIB_REFERENCE["points"])).max() < 6.0
     assert np.linalg.norm(points - np.array(DLIB_REFERENCE["points"]), axis=1).mean() < 2.0
+
+
+def test_the_mouth_strip_shows_what_the_lip_encoders_see_around_a_step():
+    from explain.figures import MOUTH_STRIP_LABEL_PX, mouth_strip
+    from models.faces import lip_view
+
+    scene = moving_astronaut(12, width=480, height=320)
+    track = track_faces(scene.frames)
+    strip = mouth_strip(scene.frames, track, 1, width=7 * 64)
+    assert strip.shape == (64 + MOUTH_STRIP_LABEL_PX, 7 * 64, 3)
+    tiles = strip[MOUTH_STRIP_LABEL_PX:].reshape(64, 7, 64, 3).transpose(1, 0, 2, 3)
+    assert tiles[0].max() == 24 and tiles[1].max() == 24  # steps -2 and -1 do not exist: dark
+    expected = cv2.resize(lip_view(track.mouth_rois(scene.frames, [3]))[0], (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(tiles[5][..., 0], expected)  # step 3, the lip encoders' 88 px view
+    assert tuple(tiles[3][0, 32]) == (220, 30, 30)  # step 1 itself is framed in red

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.errors import AnalysisError
-from models.faces import MOUTH_ROI_CENTRE, MOUTH_ROI_SIZE, FaceTrack
+from models.faces import FaceTrack, lip_view
 from models.media import Clip, StepFrames
 
 Progress = Callable[[float], None] | None
@@ -79,9 +79,7 @@ class ClipInputs:
     @cached_property
     def mouth_rois(self) -> np.ndarray:
         """(T, 88, 88) uint8 grayscale mouth crops (96 px ROI, centre 88 px)."""
-        margin = (MOUTH_ROI_SIZE - MOUTH_ROI_CENTRE) // 2
-        return self._require_track().mouth_rois(self.clip.frames)[:, margin:margin + MOUTH_ROI_CENTRE,
-                                                                   margin:margin + MOUTH_ROI_CENTRE]
+        return lip_view(self._require_track().mouth_rois(self.clip.frames))
 
     def _require_track(self) -> FaceTrack:
         if self.track is None:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from models.cache import FeatureCache
-from models.encoders import NATIVE_FAMILIES, ClipInputs, get_encoder, get_spec
+from models.encoders import NATIVE_FAMILIES, ClipInputs, checkpoint_warning, get_encoder, get_spec
 from models.encoders.base import FACE_MODALITIES, EncoderSpec
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
@@ -143,6 +143,7 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
             progress=lambda f: report("faces", f), tracking=settings.face_tracking, landmarks=settings.landmarks)
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
+    warnings += [w for s in runnable if (w := checkpoint_warning(s.id, options.settings.weights_for(s.id)))]
     inputs = ClipInputs(clip, track, options.features, options.settings.batch_frames, options.settings.stride)
     if track is not None:
         start = time.perf_counter()

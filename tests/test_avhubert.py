@@ -26,7 +26,7 @@ from models.encoders.avhubert import (
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import track_faces
-from models.media import decode
+from models.media import decode, file_sha256
 
 TINY = AVHubertConfig(layers=2, dim=32, ffn_dim=64, heads=4, conv_pos=4, conv_pos_groups=4)
 TINY_CFG = {"encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
@@ -119,6 +119,17 @@ class RunsCode:
 
 
 @pytest.mark.security("a malicious checkpoint (a pickle that would run a command) is refused and nothing runs")
+def test_a_checkpoint_listed_by_its_sha256_is_used_without_a_warning(tmp_path, fairseq_modules, monkeypatch):
+    from models.encoders import KNOWN_CHECKPOINTS, checkpoint_warning
+
+    checkpoint = tmp_path / "large_vox_iter5.pt"
+    write_checkpoint(checkpoint, fairseq_modules)
+    assert "not one this app knows" in checkpoint_warning("avhubert-large-av", str(checkpoint))
+    monkeypatch.setitem(KNOWN_CHECKPOINTS, "avhubert", {file_sha256(checkpoint): "large_vox_iter5.pt (test)"})
+    assert checkpoint_warning("avhubert-large-av", str(checkpoint)) is None
+    assert checkpoint_warning("selfblend-cnn", str(checkpoint)) is None  # families not loaded from files: no check
+
+
 def test_a_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
     marker, path = tmp_path / "ran", tmp_path / "evil.pt"
     torch.save({"model": {}, "cfg": {}, "payload": RunsCode(marker)}, path)
@@ -188,5 +199,8 @@ def test_the_released_probe_runs_from_a_checkpoint_as_from_the_same_features(fac
                         AnalysisOptions(features={"avhubert-large-av": str(tmp_path / "avh.npz")}, cache=None))
     logits = native.probes["ssr-dfd/avh_multimodal"].scores.logits
     assert np.isfinite(logits).all() and np.array_equal(logits, from_file.probes["ssr-dfd/avh_multimodal"].scores.logits)
+    unknown = [w for w in native.warnings if "avhubert.pt" in w]
+    assert len(unknown) == 1 and "is not one this app knows" in unknown[0] and file_sha256(checkpoint)[:16] in unknown[0]
+    assert not any("is not one this app knows" in w for w in from_file.warnings)  # a feature file names no checkpoint
     with pytest.raises(AnalysisError, match="needs its published checkpoint or its features"):
         analyze(face_clip, ["ssr-dfd/avh_multimodal"], AnalysisOptions(cache=None))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
+from models.media import file_sha256
 
 _STABLE_LAYER_NORM = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
 _LARGE_AUDIO = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
@@ -159,6 +161,26 @@ def create_encoder(encoder_id: str, weights: str | None = None, precision: str =
     if spec.source == "random" and weights is not None:
         raise AnalysisError(f"{encoder_id} is random-init and takes no weights.")
     return _encoder_class(spec.family)(spec, weights or spec.weights, precision)
+
+
+# Checkpoint files of the families loaded from a local file, by SHA-256 → what they are. The
+# AV-HuBERT and BRAVEn authors publish no SHA-256 for their files; add one here once it is
+# verified against the authors' source. A file not listed is used with a warning.
+KNOWN_CHECKPOINTS: dict[str, dict[str, str]] = {"avhubert": {}, "braven": {}}
+
+
+def checkpoint_warning(encoder_id: str, weights: str | None) -> str | None:
+    """A warning when `weights` is a checkpoint file of a family in KNOWN_CHECKPOINTS whose
+    SHA-256 is not listed there (None when it is listed, or nothing is checked)."""
+    family = get_spec(encoder_id).family
+    if weights is None or family not in KNOWN_CHECKPOINTS or not Path(weights).is_file():
+        return None
+    digest = file_sha256(weights)
+    if digest in KNOWN_CHECKPOINTS[family]:
+        return None
+    return (f"{encoder_id}: the checkpoint {Path(weights).name} (SHA-256 {digest[:16]}…) is not one this app knows "
+            f"(the authors publish no SHA-256); its features are only as trustworthy as its source: check the file "
+            f"against where you got it")
 
 
 def get_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:

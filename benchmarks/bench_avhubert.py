@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench_performance import matmul_peak
 from benchmarks.machine import cpu_line
-from models.encoders.avhubert import AVHubert, AVHubertConfig
+from models.encoders.avhubert import AVHubert, AVHubertConfig, for_precision
 from models.encoders.base import resolve_dtype
 
 TARGET = 1.25  # × the floor
@@ -46,6 +46,7 @@ def main() -> None:
     counter = FlopCounterMode(display=False)
     with counter, sdpa_kernel(SDPBackend.MATH):
         forward(model, audio, video, torch.float32)
+    for_precision(model, dtype)  # as the encoder runs it
     flops = counter.get_total_flops()
     by_part = {name: sum(counter.get_flop_counts().get(f"AVHubert.{name}", {}).values())
                for name in ("feature_extractor_video", "feature_extractor_audio", "encoder")}

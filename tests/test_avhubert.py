@@ -167,8 +167,11 @@ def test_registry_entries_run_natively_from_a_checkpoint_or_read_the_same_featur
     try:
         clip = decode(face_clip)
         inputs = ClipInputs(clip, track_faces(clip.frames))
-        native = create_encoder(spec.id, str(path)).encode(inputs)
+        native = create_encoder(spec.id, str(path), "fp32").encode(inputs)
         assert native.shape == (clip.n_steps, 32) and np.isfinite(native).all()
+        in_bf16 = create_encoder(spec.id, str(path), "bf16")  # its matrix products' weights cast once
+        assert all(p.dtype == torch.bfloat16 for n, p in in_bf16.model.named_parameters() if "proj.weight" in n)
+        assert np.abs(in_bf16.encode(inputs) - native).max() < 0.1 * np.abs(native).max()
         np.save(tmp_path / "features.npy", native)
         from_file = create_encoder(spec.id).encode(ClipInputs(clip, None, {spec.id: str(tmp_path / "features.npy")}))
         assert np.array_equal(from_file, native)

@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# mediapipe mesh → 68 iBUG points, against dlib  ({report['machine']})")
     print(f"faces per identity (3 sizes × 3 rolls each): {report['faces']}")
     print(f"{'held out':12s} {'faces':>5s} {'error px':>8s} {'/ eye dist':>10s} {'mouth px':>8s} {'eye dist px':>11s} "
-          f"{'ROI IoU':>7s} {'min IoU':>7s} {'dlib in mesh box px':>19s}")
+          f"{'ROI IoU':>7s} {'min IoU':>7s} {'roll err °':>10s} {'dlib in mesh box px':>19s}")
     for identity, row in report["leave_one_identity_out"].items():
         print(f"{identity:12s} {row['faces']:5d} {row['mean_error_px']:8.2f} {row['mean_error_eye_distances']:10.4f} "
               f"{row['mouth_error_px']:8.2f} {row['mean_eye_distance_px']:11.1f} {row['mouth_roi_iou_mean']:7.3f} "
-              f"{row['mouth_roi_iou_min']:7.3f} {row['dlib_in_mesh_box_error_px']:19.2f}")
+              f"{row['mouth_roi_iou_min']:7.3f} {row['roll_error_deg']:10.2f} {row['dlib_in_mesh_box_error_px']:19.2f}")
     if report["shipped_mapping_all_faces"]:
         row = report["shipped_mapping_all_faces"]
         print(f"shipped mapping on all faces: error {row['mean_error_px']:.2f} px, mouth ROI IoU "

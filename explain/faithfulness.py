@@ -12,8 +12,10 @@ random pixel order (one per crop, seeded) gives the baseline curves.
 Temporal (`temporal_faithfulness`): a clip's steps are ranked by a temporal explanation
 (by default the probe's own step logits); deleting a step sets its logit to the clip's
 lowest step logit (the weakest evidence the clip itself holds, so deleting never raises
-the log-mean-exp score; the contrast score can move a little), inserting starts from every
-step at that floor. Each curve records the pooled clip score (the calibration's clip score
+the log-mean-exp score; the contrast scores are not monotone under it: with the scaled
+contrast, once more than half the steps sit at the floor, the clip's own noise collapses to
+the calibration's noise floor and the remaining peaks stand out more), inserting starts
+from every step at that floor. Each curve records the pooled clip score (the calibration's clip score
 of the step logits, `models.calibration.clip_score`) through a calibration (default: the
 paper's sigmoid(2 · score)); the baseline is the mean curve of TEMPORAL_RANDOM_ORDERS
 random step orders. The steps' logits are not recomputed (no re-encoding): this measures

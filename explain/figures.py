@@ -162,21 +162,25 @@ def mouth_strip(frames: np.ndarray, track: FaceTrack, step: int, width: int, cou
                 ) -> np.ndarray:
     """(h, width, 3) uint8: what the lip encoders see at `count` steps around `step`, side by
     side (the 88 px grey mouth region of each), the one at `step` framed in red, under a
-    one-line label; steps past either end of the clip are left dark."""
+    one-line label; steps past either end of the clip are left dark. Frames narrower than
+    `count` tiles of 16 px get the strip scaled down to their width."""
     half = count // 2
     steps = [s for s in range(step - half, step + half + 1) if 0 <= s < len(frames)]
     views = dict(zip(steps, lip_view(track.mouth_rois(frames, steps))))
-    tile = max(8, width // count)
-    strip = np.full((tile + MOUTH_STRIP_LABEL_PX, width, 3), 24, np.uint8)
+    tile = max(16, width // count)  # narrow frames: drawn at 16 px a tile, then scaled to the frame's width
+    strip = np.full((tile + MOUTH_STRIP_LABEL_PX, tile * count, 3), 24, np.uint8)
     for index, s in enumerate(range(step - half, step + half + 1)):
         if s in views:
             image = cv2.cvtColor(cv2.resize(views[s], (tile, tile), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2RGB)
             if s == step:
                 cv2.rectangle(image, (0, 0), (tile - 1, tile - 1), (220, 30, 30), max(1, tile // 24))
             strip[MOUTH_STRIP_LABEL_PX:, index * tile:(index + 1) * tile] = image
-    cv2.putText(strip, f"mouth region the lip encoders see, steps {step - half}..{step + half}", (4, 12),
+    cv2.putText(strip, f"mouth region (lip encoders' input), steps {steps[0]}..{steps[-1]}", (4, 12),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (235, 235, 235), 1, cv2.LINE_AA)
-    return strip
+    if strip.shape[1] == width:
+        return strip
+    height = max(1, round(strip.shape[0] * width / strip.shape[1]))
+    return cv2.resize(strip, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def audio_attribution_figure(audio: np.ndarray, attribution: AudioAttribution, title: str | None = None) -> Figure:

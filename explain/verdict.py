@@ -179,7 +179,7 @@ def _modality(verdicts: list[ProbeVerdict], out_of_range: str | None) -> dict:
         label, reason = "uncertain", out_of_range
     elif unfamiliar and not any(above):
         label, reason = "uncertain", unfamiliar_reason(unfamiliar)
-    elif any(above) and any(below):
+    elif any(above) and not all(above):
         label, reason = "uncertain", "its probes disagree"
     elif all(above):
         label, reason = "fake", None

@@ -143,7 +143,8 @@ def extract_features(video: str | Path, encoder_ids: list[str], options: Analysi
             progress=lambda f: report("faces", f), tracking=settings.face_tracking, landmarks=settings.landmarks)
         timings["faces"] = time.perf_counter() - start
         warnings += track.warnings
-    warnings += [w for s in runnable if (w := checkpoint_warning(s.id, options.settings.weights_for(s.id)))]
+    warnings += list(dict.fromkeys(w for s in runnable if s.id not in options.features
+                                   and (w := checkpoint_warning(s.id, options.settings.weights_for(s.id)))))
     inputs = ClipInputs(clip, track, options.features, options.settings.batch_frames, options.settings.stride)
     if track is not None:
         start = time.perf_counter()

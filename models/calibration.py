@@ -72,8 +72,9 @@ class Calibration:
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
         entry = card.get("calibration")
-        if not isinstance(entry, dict):
-            return cls()
+        if not isinstance(entry, dict) or (entry.get("score") == "scaled-contrast"
+                                           and not float(entry.get("noise_floor") or 0.0) > 0):
+            return cls()  # none, or a scaled contrast without its floor (a flat clip would divide by 0): uncalibrated
         return cls(float(entry["scale"]), float(entry["shift"]), float(entry["threshold"]),
                    str(entry.get("method", "platt")), bool(entry.get("fitted", True)), dict(entry.get("fit_on", {})),
                    float(entry.get("step_scale", 2.0)), float(entry.get("step_shift", 0.0)),

@@ -39,8 +39,9 @@ from models.landmarks import (
     IBUG_MOUTH,
     LANDMARK_SOURCES,
     MOUTH_ROI_SCALE,
-    DlibLandmarks,
     ibug_from_mesh,
+    roll_degrees,
+    shared_dlib_landmarks,
 )
 from models.media import StepFrames
 
@@ -212,7 +213,7 @@ class FaceTracker:
 
         if landmarks not in LANDMARK_SOURCES:
             raise ValueError(f"unknown landmark source {landmarks!r}; one of {LANDMARK_SOURCES}")
-        self._dlib = DlibLandmarks() if landmarks == "dlib" else None  # a clear error when dlib is absent
+        self._dlib = shared_dlib_landmarks() if landmarks == "dlib" else None  # a clear error when dlib is absent
 
         self._lock = threading.Lock()  # a mediapipe graph is not thread-safe; separate graphs run in parallel
 
@@ -304,7 +305,7 @@ class FaceTracker:
         keypoints = np.array([(k.x * width, k.y * height) for k in detection.location_data.relative_keypoints])
         right_eye, left_eye, mouth = keypoints[0], keypoints[1], keypoints[3]
         eye_distance = 1.45 * float(np.linalg.norm(left_eye - right_eye))  # pupils → outer corners
-        return _Detection(box, mouth, eye_distance, _roll_degrees(right_eye, left_eye), float(detection.score[0]))
+        return _Detection(box, mouth, eye_distance, roll_degrees(right_eye, left_eye), float(detection.score[0]))
 
 
 def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _Detection:
@@ -316,13 +317,7 @@ def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _D
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
     mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
     return _Detection(mesh_box, lips.mean(0), float(np.linalg.norm(left_eye - right_eye)),
-                      _roll_degrees(right_eye, left_eye), score, gap / max(mesh_eyes, 1e-6))
-
-
-def _roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
-    """Counter-clockwise roll of the eye line (the subject's right eye is on the image left)."""
-    dx, dy = left_eye - right_eye
-    return float(-np.degrees(np.arctan2(dy, dx)))
+                      roll_degrees(right_eye, left_eye), score, gap / max(mesh_eyes, 1e-6))
 
 
 _shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}

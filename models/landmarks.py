@@ -3,13 +3,15 @@ are defined on, from mediapipe's 468-point face mesh, and the mouth square both 
 
 `MESH_TO_IBUG68` names, for each iBUG point, the mesh point that stands for it. It was
 fitted, not copied: `research/landmark_mapping.py` picks, for each iBUG point, the mesh
-point with the smallest median distance to dlib's on faces both ran on;
+point with the smallest median distance to dlib's on faces both ran on (each identity
+weighing alike);
 `python -m benchmarks.bench_landmarks` measures it leaving one identity out
 (docs/bench_landmarks.txt).
 """
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import cv2
@@ -25,11 +27,11 @@ PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 DLIB_INSTALL = "pip install dlib-bin==20.0.1 face-recognition-models==0.3.0 (its 68-point model: non-commercial use only)"
 
 MESH_TO_IBUG68 = (
-    227, 137, 132, 58, 172, 136, 149, 176, 152, 377, 400, 379, 365, 288, 361, 366, 356,  # 0-16: jaw
-    71, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # 17-26: brows
-    168, 197, 195, 4, 240, 99, 2, 326, 305,  # 27-35: nose
-    130, 160, 158, 155, 153, 144, 463, 385, 387, 249, 373, 380,  # 36-47: eyes
-    57, 40, 37, 0, 267, 269, 291, 405, 314, 17, 84, 106, 76, 38, 12, 268, 308, 317, 15, 178,  # 48-67: lips
+    34, 137, 177, 58, 172, 136, 149, 176, 152, 377, 378, 379, 397, 288, 361, 366, 356,  # 0-16: jaw
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # 17-26: brows
+    168, 197, 5, 4, 59, 99, 2, 328, 305,  # 27-35: nose
+    7, 160, 158, 155, 153, 144, 362, 385, 386, 249, 373, 380,  # 36-47: eyes
+    61, 39, 37, 0, 267, 269, 306, 405, 314, 17, 84, 91, 62, 38, 12, 268, 407, 317, 14, 87,  # 48-67: lips
 )
 
 
@@ -44,9 +46,14 @@ def mouth_square(ibug: np.ndarray, scale: float = MOUTH_ROI_SCALE) -> tuple[floa
     of the eye line."""
     right_eye, left_eye = ibug[IBUG_EYE_OUTER[0]], ibug[IBUG_EYE_OUTER[1]]
     centre = ibug[IBUG_MOUTH].mean(axis=0)
+    return (float(centre[0]), float(centre[1]), float(scale * np.linalg.norm(left_eye - right_eye)),
+            roll_degrees(right_eye, left_eye))
+
+
+def roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
+    """Counter-clockwise roll of the eye line (the subject's right eye is on the image left)."""
     dx, dy = left_eye - right_eye
-    return (float(centre[0]), float(centre[1]), float(scale * np.hypot(dx, dy)),
-            float(-np.degrees(np.arctan2(dy, dx))))
+    return float(-np.degrees(np.arctan2(dy, dx)))
 
 
 def square_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -92,3 +99,16 @@ class DlibLandmarks:
         mapped = ibug_from_mesh(mesh)
         box = np.concatenate([mapped.min(axis=0), mapped.max(axis=0)])
         return self.points(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), box)
+
+
+_shared_dlib: list[DlibLandmarks] = []
+_shared_dlib_lock = threading.Lock()
+
+
+def shared_dlib_landmarks() -> DlibLandmarks:
+    """One dlib predictor for the process (every face tracker reads it; prediction does not
+    change it), loaded on first use."""
+    with _shared_dlib_lock:
+        if not _shared_dlib:
+            _shared_dlib.append(DlibLandmarks())
+        return _shared_dlib[0]

@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 from skimage import data
 
-from models.faces import shared_tracker
+from models.faces import MESH_EYE_OUTER, shared_tracker
 from models.media import write_test_clip
 from models.timing import SAMPLE_RATE, SAMPLES_PER_STEP, STEP_RATE
 from research.families import AUDIO_FAMILIES, VISUAL_FAMILIES, AudioContext, VisualContext
@@ -92,7 +92,7 @@ def _bank_mouth(mesh: np.ndarray | None, found) -> tuple[tuple[float, float], fl
     if mesh is None:
         return (float(found.mouth[0]), float(found.mouth[1])), found.eye_distance
     centre = mesh[list(BANK_LIP_POINTS)].mean(axis=0)
-    return (float(centre[0]), float(centre[1])), float(np.linalg.norm(mesh[263] - mesh[33]))
+    return (float(centre[0]), float(centre[1])), float(np.linalg.norm(mesh[MESH_EYE_OUTER[1]] - mesh[MESH_EYE_OUTER[0]]))
 
 
 @lru_cache(maxsize=1)

@@ -102,10 +102,14 @@ def _variants(frame: np.ndarray, tracker) -> list[np.ndarray]:
 
 def fit_mapping(pairs: list[PairedFace]) -> np.ndarray:
     """(68,) mesh indices: for each iBUG point, the mesh point with the smallest median
-    distance to it over `pairs`, in eye distances."""
-    distances = np.stack([np.linalg.norm(p.mesh[:, None, :] - p.ibug[None, :, :], axis=2) / p.eye_distance
-                          for p in pairs])  # (faces, 468, 68)
-    return np.median(distances, axis=0).argmin(axis=0)
+    distance to it (in eye distances), the medians of each identity weighing alike (one
+    video's many frames would otherwise decide alone)."""
+    per_identity = []
+    for identity in sorted({p.identity for p in pairs}):
+        distances = np.stack([np.linalg.norm(p.mesh[:, None, :] - p.ibug[None, :, :], axis=2) / p.eye_distance
+                              for p in pairs if p.identity == identity])  # (faces, 468, 68)
+        per_identity.append(np.median(distances, axis=0))
+    return np.mean(per_identity, axis=0).argmin(axis=0)
 
 
 def mapping_errors(mapping: np.ndarray, pairs: list[PairedFace]) -> dict:
@@ -116,12 +120,14 @@ def mapping_errors(mapping: np.ndarray, pairs: list[PairedFace]) -> dict:
     relative = pixel / np.array([p.eye_distance for p in pairs])[:, None]
     ious = np.array([square_iou(mouth_square(p.mesh[mapping]), mouth_square(p.ibug)) for p in pairs])
     runtime_dlib = np.array([np.linalg.norm(p.ibug_near_mesh - p.ibug, axis=1).mean() for p in pairs])
+    rolls = np.array([abs(mouth_square(p.mesh[mapping])[3] - mouth_square(p.ibug)[3]) for p in pairs])
     return {"faces": len(pairs), "mean_error_px": round(float(pixel.mean()), 2),
             "mean_error_eye_distances": round(float(relative.mean()), 4),
             "mouth_error_px": round(float(pixel[:, 48:].mean()), 2),
             "mean_eye_distance_px": round(float(np.mean([p.eye_distance for p in pairs])), 1),
             "mouth_roi_iou_mean": round(float(ious.mean()), 4), "mouth_roi_iou_min": round(float(ious.min()), 4),
-            "dlib_in_mesh_box_error_px": round(float(runtime_dlib.mean()), 2)}
+            "dlib_in_mesh_box_error_px": round(float(runtime_dlib.mean()), 2),
+            "roll_error_deg": round(float(rolls.mean()), 2)}
 
 
 def leave_one_identity_out(pairs: list[PairedFace]) -> dict[str, dict]:

@@ -112,3 +112,11 @@ def test_the_mouth_strip_shows_what_the_lip_encoders_see_around_a_step():
     expected = cv2.resize(lip_view(track.mouth_rois(scene.frames, [3]))[0], (64, 64), interpolation=cv2.INTER_AREA)
     assert np.array_equal(tiles[5][..., 0], expected)  # step 3, the lip encoders' 88 px view
     assert tuple(tiles[3][0, 32]) == (220, 30, 30)  # step 1 itself is framed in red
+
+
+def test_a_frame_narrower_than_the_strip_gets_it_scaled_to_its_width():
+    from explain.figures import mouth_strip
+
+    scene = moving_astronaut(5, width=480, height=320)
+    track = track_faces(scene.frames)
+    assert mouth_strip(scene.frames, track, 2, width=40).shape[1:] == (40, 3)

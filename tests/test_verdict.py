@@ -318,3 +318,20 @@ def test_the_noise_floor_keeps_tiny_wobbles_of_a_steady_clip_from_becoming_peaks
                                                    (0.15, 0.5, True), (0.3, 0.5, False)])
 def test_real_needs_odds_that_favour_real_not_only_a_score_under_a_high_threshold(p_fake, threshold, real):
     assert clearly_real(p_fake, threshold) == real
+
+
+def test_one_probe_over_its_threshold_and_one_under_it_disagree():
+    from explain.verdict import ProbeVerdict, _modality
+
+    calibration = Calibration(scale=1.0, threshold=0.9, fitted=True, score="log-mean-exp")
+    over, under = (calibrate(np.full(50, value), calibration) for value in (5.0, 0.0))  # P(fake) 0.99 and 0.5
+    verdicts = [ProbeVerdict(name, "visual", scores, False, True) for name, scores in (("a", over), ("b", under))]
+    assert _modality(verdicts, None) == {**_modality(verdicts, None), "label": "uncertain",
+                                         "reason": "its probes disagree"}
+    assert _modality(verdicts[1:], None)["reason"] == "under the threshold, but not clearly real"
+
+
+def test_a_scaled_contrast_card_without_its_noise_floor_counts_as_uncalibrated():
+    card = {"calibration": {"scale": 1.0, "shift": 0.0, "threshold": 0.8, "score": "scaled-contrast"}}
+    assert not Calibration.from_card(card).fitted
+    assert Calibration.from_card({"calibration": {**card["calibration"], "noise_floor": 0.5}}).fitted

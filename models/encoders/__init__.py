@@ -178,7 +178,7 @@ def checkpoint_warning(encoder_id: str, weights: str | None) -> str | None:
     digest = file_sha256(weights)
     if digest in KNOWN_CHECKPOINTS[family]:
         return None
-    return (f"{encoder_id}: the checkpoint {Path(weights).name} (SHA-256 {digest[:16]}…) is not one this app knows "
+    return (f"the {family} checkpoint {Path(weights).name} (SHA-256 {digest[:16]}…) is not one this app knows "
             f"(the authors publish no SHA-256); its features are only as trustworthy as its source: check the file "
             f"against where you got it")
 

@@ -43,12 +43,12 @@ from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
 from explain.verdict import modality_detail
 from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
-from models.encoders import get_spec
+from models.encoders import get_spec, list_encoders
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode, file_sha256, inspect_media
 from models.runtimes import estimate_seconds, record_runtime, remaining_seconds
 from models.settings import Settings
-from models.sync import SYNC_SCORER_ID
+from models.sync import AGREEMENT_SCORER_ID, SYNC_SCORER_ID, SYNC_SCORERS
 from models.timing import STEP_RATE, step_centre
 from models.zoo import DEFAULT_SCORERS, describe_probe, load_probe, usable_probes
 
@@ -95,6 +95,8 @@ CSS = """
 """
 GALLERY_STEPS = 3
 SYNC_LABEL = f"[audio-visual] {SYNC_SCORER_ID} · does the mouth move with the speech? (no training)"
+AGREEMENT_LABEL = (f"[audio-visual] {AGREEMENT_SCORER_ID} · do AV-HuBERT's audio and lip streams agree in time? "
+                   "(configured checkpoint; not calibrated)")
 TEMP_ROOT = Path(tempfile.gettempdir()) / "avxplain-app"
 TEMP_TTL_S = 3600
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -230,7 +232,15 @@ def probe_groups() -> dict[str, list[tuple[str, str]]]:
         label = describe_probe(entry)
         groups[group].append((f"Baseline: {label}" if group == "baselines" else label, entry.id))
     groups["bundled"].append(groups["bundled"].pop(0))  # the sync scorer after the probes
+    if agreement_available():
+        groups["trained"].append((AGREEMENT_LABEL, AGREEMENT_SCORER_ID))
     return groups
+
+
+def agreement_available() -> bool:
+    """The AV-HuBERT agreement scorer needs a checkpoint the operator configured."""
+    return any(get_spec(encoder_id).family == "avhubert" for encoder_id in configured_weights()
+               if encoder_id in list_encoders())
 
 
 def is_baseline(entry) -> bool:
@@ -302,7 +312,7 @@ def plan_stages(probe_ids: list[str]) -> list[Stage]:
     audio = [p for p, m in modalities.items() if m == "audio"]
     with_faces = "face" in modalities.values()
     stages = []
-    if audio and len(audio) < len([p for p in probe_ids if p != SYNC_SCORER_ID]):
+    if audio and len(audio) < len([p for p in probe_ids if p not in SYNC_SCORERS]):
         stages.append(Stage(audio, 0, True, "the other probes" + (", then heatmaps" if with_faces else "")))
     stages.append(Stage(probe_ids, 0, True, "heatmaps" if with_faces else ""))
     if with_faces:
@@ -331,7 +341,7 @@ def analysis_stages(video: str, stages: list[Stage], session: Session, report) -
 
 
 def probe_modality(probe_id: str) -> str:
-    return "audio-visual" if probe_id == SYNC_SCORER_ID else get_spec(load_probe(probe_id).encoder_id).modality
+    return "audio-visual" if probe_id in SYNC_SCORERS else get_spec(load_probe(probe_id).encoder_id).modality
 
 
 def results_view(result: AnalysisResult, written: WrittenReport, files: dict[str, Path],
@@ -850,8 +860,11 @@ def api_analyse(video: str, probes: list[str] | None = None, spatial_steps: floa
 def api_probes() -> list[dict]:
     """Every probe id this server can run now, with its modality, encoder, whether it is a
     stand-in or baseline, and its card."""
-    entries = [{"id": SYNC_SCORER_ID, "modality": "audio-visual", "encoder": None, "source": "builtin",
-                "stand_in": False, "baseline": False, "card": {"description": SYNC_LABEL}}]
+    scorers = [(SYNC_SCORER_ID, SYNC_LABEL)]
+    if agreement_available():
+        scorers.append((AGREEMENT_SCORER_ID, AGREEMENT_LABEL))
+    entries = [{"id": scorer, "modality": "audio-visual", "encoder": None, "source": "builtin",
+                "stand_in": False, "baseline": False, "card": {"description": label}} for scorer, label in scorers]
     return entries + [{"id": e.id, "modality": get_spec(e.encoder).modality, "encoder": e.encoder, "source": e.source,
                        "stand_in": e.stand_in, "baseline": is_baseline(e),
                        "card": {k: v for k, v in e.card.items() if k != "path"}}

@@ -29,7 +29,7 @@ from explain.temporal import predicted_segments, segment_score
 from models.analysis import AnalysisResult, ProbeResult
 from models.calibration import SEGMENT_S, CalibratedScores, Calibration, calibrate
 from models.encoders import get_spec
-from models.sync import SYNC_SCORER_ID
+from models.sync import AGREEMENT_SCORER_ID, SYNC_SCORER_ID, SyncResult
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
 UNCERTAIN_LOG_ODDS = 1.0  # real only this far in log-odds below even odds (or a lower threshold)
@@ -129,11 +129,13 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
         if group == "audio" and group not in modalities:  # audio asked for, none to hear: not checked
             modalities[group] = {"label": "uncertain", "p_fake": None, "threshold": None, "probes": [],
                                  "reason": why}
-    if result.sync is not None or SYNC_SCORER_ID in result.skipped:
-        modalities["sync"] = _sync_modality(result)
-        if modalities["sync"]["label"] == "fake":
-            caveats.append("the audio-visual offset alone calls the clip fake: the sync scorer is not calibrated "
-                           "and re-encoding can shift audio by a few hundredths of a second")
+    for name, scorer, sync in (("sync", SYNC_SCORER_ID, result.sync), ("agreement", AGREEMENT_SCORER_ID,
+                                                                       result.agreement)):
+        if sync is not None or scorer in result.skipped:
+            modalities[name] = _sync_modality(sync, result.skipped.get(scorer, "did not run"))
+            if modalities[name]["label"] == "fake":
+                caveats.append(f"the audio-visual offset alone ({scorer}) calls the clip fake: it is not calibrated "
+                               "and re-encoding can shift audio by a few hundredths of a second")
     baselines = [v.probe_id for v in verdicts if v.baseline]
     if baselines:
         caveats.append("baselines not counted in the verdict (random-init encoder or untrained head): "
@@ -216,12 +218,13 @@ def log_odds(p: np.ndarray | float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _sync_modality(result: AnalysisResult) -> dict:
-    sync = result.sync
+def _sync_modality(sync: SyncResult | None, skipped_reason: str) -> dict:
+    """A sync scorer's verdict: its offset when it can judge, else no judgement and why."""
     if sync is None:
-        return {"label": "no judgement", "reason": result.skipped.get(SYNC_SCORER_ID, "did not run")}
+        return {"label": "no judgement", "reason": skipped_reason}
     if not sync.reliable:
-        return {"label": "no judgement", "reason": "too short, or the lips do not visibly follow the sound"}
+        return {"label": "no judgement", "reason": "too short, or the lips do not visibly follow the sound"
+                if sync.scorer == SYNC_SCORER_ID else "too short, or no lag stands out in the agreement"}
     return {"label": "fake" if sync.flagged else "real", "offset_s": round(sync.offset_s, 4),
             "margin": round(sync.margin, 4), "flagged": sync.flagged}
 

@@ -21,7 +21,14 @@ from models.media import Clip, MediaInfo, decode, inspect_media
 from models.probes import STEP_PROBABILITY, VIDEO_PROBABILITY, LinearProbe, ProbeScores, fuse
 from models.settings import Settings
 from models.spectrogram import log_mel
-from models.sync import SYNC_SCORER_ID, SyncResult, estimate_sync
+from models.sync import (
+    AGREEMENT_SCORER_ID,
+    SYNC_SCORER_ID,
+    SYNC_SCORERS,
+    SyncResult,
+    estimate_feature_sync,
+    estimate_sync,
+)
 from models.timing import SAMPLE_RATE, STEP_RATE
 from models.zoo import load_probe
 
@@ -69,6 +76,7 @@ class AnalysisResult:
     features: dict[str, np.ndarray] = field(default_factory=dict)  # encoder id → (T × D), not serialised
     options: AnalysisOptions | None = None  # the settings it ran with (explanations reuse them); not serialised
     sync: SyncResult | None = None  # the audio-visual offset, when the sync scorer ran
+    agreement: SyncResult | None = None  # the offset from AV-HuBERT's audio and lip streams, when that scorer ran
 
     def reusable_for(self, video: str | Path, settings: Settings) -> bool:
         """Whether this result decoded `video` (same path and size, same decoding limits) and
@@ -93,6 +101,7 @@ class AnalysisResult:
             "fusion": ({"probes": list(self.probes), **self.fusion.to_dict()} if self.fusion else None),
             "faces": self.face_track.to_dict() if self.face_track else None,
             "sync": self.sync.to_dict() if self.sync else None,
+            "agreement": self.agreement.to_dict() if self.agreement else None,
             "skipped": self.skipped,
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
@@ -161,32 +170,49 @@ def analyze(video: str | Path, probe_ids: list[str], options: AnalysisOptions | 
     if not probe_ids:
         raise AnalysisError("no probe chosen.", hint="Pick at least one probe (see `list probes`).")
     options = options or AnalysisOptions()
-    wants_sync = SYNC_SCORER_ID in probe_ids
-    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids) if pid != SYNC_SCORER_ID]
+    scorers = [s for s in SYNC_SCORERS if s in probe_ids]
+    probes = [load_probe(pid) for pid in dict.fromkeys(probe_ids) if pid not in SYNC_SCORERS]
     audio = inspect_media(video, options.settings.limits).has_audio  # refuse bad files before decoding anything
     skipped = {p.id: "no audio track" for p in probes if _needs_audio(get_spec(p.encoder_id)) and not audio}
-    if wants_sync and not audio:
-        skipped[SYNC_SCORER_ID] = "no audio track"
-    runs_sync = wants_sync and SYNC_SCORER_ID not in skipped
+    skipped.update({s: "no audio track" for s in scorers if not audio})
+    running = [s for s in scorers if s not in skipped]
     if not probes:
-        raise AnalysisError("the sync scorer runs beside probes, not alone.",
+        raise AnalysisError("a sync scorer runs beside probes, not alone.",
                             hint="Choose at least one audio or visual probe as well (see `list probes`).")
+    agreement_encoder = _agreement_encoder(options) if AGREEMENT_SCORER_ID in running else None
     runnable = [p for p in probes if p.id not in skipped]
-    if not runnable and not runs_sync:
+    if not runnable and not running:
         raise AnalysisError("none of the chosen probes can run on this clip: "
                             + "; ".join(f"{pid}: {why}" for pid, why in skipped.items()), path=video)
     _check_encoders_can_run([get_spec(p.encoder_id) for p in runnable], options)
     extracted = extract_features(video, [p.encoder_id for p in runnable], options, progress, previous,
-                                 faces_needed=runs_sync)
+                                 faces_needed=bool(running))
     start = time.perf_counter()
     results = {p.id: _probe_result(p, extracted.features[p.encoder_id]) for p in runnable}
     fusion = fuse([r.scores for r in results.values()]) if len(results) > 1 else None
-    sync = estimate_sync(extracted.clip.audio, extracted.track) if runs_sync else None
+    sync = estimate_sync(extracted.clip.audio, extracted.track) if SYNC_SCORER_ID in running else None
+    agreement = None
+    if agreement_encoder is not None:
+        _stage_reporter(progress)(f"scorer {AGREEMENT_SCORER_ID}", 0.0)
+        agreement = estimate_feature_sync(*agreement_encoder.stream_features(ClipInputs(extracted.clip,
+                                                                                        extracted.track)))
     extracted.timings["probes"] = time.perf_counter() - start
     _stage_reporter(progress)("done", 1.0)
     return AnalysisResult(media=extracted.clip.info, probes=results, fusion=fusion, face_track=extracted.track,
                           skipped=skipped, warnings=extracted.warnings, timings=extracted.timings,
-                          clip=extracted.clip, features=extracted.features, options=options, sync=sync)
+                          clip=extracted.clip, features=extracted.features, options=options, sync=sync,
+                          agreement=agreement)
+
+
+def _agreement_encoder(options: AnalysisOptions):
+    """The native AV-HuBERT that the agreement scorer runs (the first AV-HuBERT entry given a
+    checkpoint by --weights), loaded and checked before anything is decoded; a clear error
+    without one."""
+    for encoder_id, weights in options.settings.weights:
+        if get_spec(encoder_id).family == "avhubert":
+            return get_encoder(encoder_id, weights, options.settings.precision)
+    raise AnalysisError(f"{AGREEMENT_SCORER_ID} needs an AV-HuBERT checkpoint.",
+                        hint="Give one: --weights avhubert-large-av=CHECKPOINT.pt (see README: AV-HuBERT checkpoints).")
 
 
 def _check_encoders_can_run(specs: list[EncoderSpec], options: AnalysisOptions) -> None:
@@ -210,7 +236,7 @@ def warm_up(probe_ids: list[str]) -> None:
     log_mel(np.zeros(SAMPLE_RATE, np.float32))
     shared_trackers(FACE_WORKERS)
     for probe_id in probe_ids:
-        if probe_id != SYNC_SCORER_ID:
+        if probe_id not in SYNC_SCORERS:
             get_encoder(load_probe(probe_id).encoder_id)
 
 

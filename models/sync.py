@@ -13,6 +13,12 @@ MIN_FLAG_OFFSET_S and its correlation beats the in-sync one by FLAG_MARGIN. The 
 thresholds were set on the real clips of the synthetic sync split
 (benchmarks/bench_verdicts.py): in-sync clips that follow the sound correlate at
 0.55-0.76, those that do not at 0.08-0.17; shifted clips beat lag 0 by 0.49 or more.
+
+A second scorer, `sync/avhubert-agreement` (`estimate_feature_sync`), follows AVH-Align's
+unsupervised proxy: AV-HuBERT run on the audio alone and on the lips alone, and the lag at
+which the two feature streams agree best. It needs an AV-HuBERT checkpoint (`--weights`)
+and gives the same SyncResult; its thresholds are relative to the clip's own lag curve, not
+fitted, as no checkpoint can be downloaded here to fit them on.
 """
 from __future__ import annotations
 
@@ -20,10 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.calibration import MAD_TO_SD
 from models.faces import FaceTrack
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
 SYNC_SCORER_ID = "sync/mouth-audio"
+AGREEMENT_SCORER_ID = "sync/avhubert-agreement"  # AV-HuBERT's audio-only against its lips-only features
+SYNC_SCORERS = (SYNC_SCORER_ID, AGREEMENT_SCORER_ID)
+AGREEMENT_PROMINENCE = 3.0  # the agreement peak over the lag curve's median, in robust spreads of the curve
 MAX_LAG_STEPS = 15  # ±0.6 s, the paper's synchronisation window
 MIN_FLAG_OFFSET_S = 0.08
 FLAG_MARGIN = 0.2  # correlation at the best lag minus at lag 0
@@ -45,13 +55,14 @@ class SyncResult:
     lag_correlations: np.ndarray  # (2·MAX_LAG_STEPS + 1,) from −MAX to +MAX
     step_agreement: np.ndarray  # (T,) local correlation at lag 0 (±1 s window), -1..1
     reliable: bool  # enough steps and a moving mouth to judge
+    scorer: str = SYNC_SCORER_ID
 
     @property
     def margin(self) -> float:
         return self.best_correlation - self.in_sync_correlation
 
     def to_dict(self) -> dict:
-        return {"scorer": SYNC_SCORER_ID, "offset_s": _finite(self.offset_s) if self.reliable else None,
+        return {"scorer": self.scorer, "offset_s": _finite(self.offset_s) if self.reliable else None,
                 "best_correlation": _finite(self.best_correlation),
                 "in_sync_correlation": _finite(self.in_sync_correlation), "margin": _finite(self.margin),
                 "flagged": self.flagged, "reliable": self.reliable,
@@ -94,6 +105,44 @@ def estimate_sync(audio: np.ndarray, track: FaceTrack) -> SyncResult:
     flagged = bool(reliable and abs(offset_s) >= MIN_FLAG_OFFSET_S and best_value - in_sync >= FLAG_MARGIN)
     return SyncResult(offset_s, best_value, in_sync, flagged, correlations, _local_agreement(mouth, sound),
                       reliable)
+
+
+def estimate_feature_sync(audio_features: np.ndarray, video_features: np.ndarray) -> SyncResult:
+    """The offset between two per-step feature streams of one model, AVH-Align's
+    unsupervised proxy: AV-HuBERT run on the audio alone and on the lips alone embeds both
+    in one space, and in sync the two agree best at lag 0. Each stream loses its clip mean
+    and each step is scaled to unit length; the agreement at a lag is the mean cosine of
+    video[t + lag] with audio[t] (positive: the video lags). Not calibrated: the peak must
+    stand AGREEMENT_PROMINENCE robust spreads of the lag curve above its median to count, and
+    a shifted peak must beat lag 0 by as much to flag the clip."""
+    audio, video = _unit_rows(audio_features), _unit_rows(video_features)
+    lags = np.arange(-MAX_LAG_STEPS, MAX_LAG_STEPS + 1)
+    curve = np.array([_lagged_agreement(audio, video, lag) for lag in lags])
+    best = int(np.nanargmax(curve)) if np.isfinite(curve).any() else MAX_LAG_STEPS
+    spread = MAD_TO_SD * float(np.nanmedian(np.abs(curve - np.nanmedian(curve)))) if np.isfinite(curve).any() else 0.0
+    prominence = AGREEMENT_PROMINENCE * max(spread, 1e-6)
+    reliable = bool(len(audio) >= MIN_STEPS and np.isfinite(curve[best])
+                    and curve[best] - np.nanmedian(curve) >= prominence)
+    offset_s = float((lags[best] + _parabolic_peak(curve, best)) / STEP_RATE)
+    in_sync, best_value = float(curve[MAX_LAG_STEPS]), float(curve[best])
+    flagged = bool(reliable and abs(offset_s) >= MIN_FLAG_OFFSET_S and best_value - in_sync >= prominence)
+    cosines = np.sum(audio * video, axis=1)
+    local = np.convolve(np.pad(cosines, LOCAL_WINDOW_STEPS, mode="edge"),
+                        np.ones(2 * LOCAL_WINDOW_STEPS + 1) / (2 * LOCAL_WINDOW_STEPS + 1), mode="valid")
+    return SyncResult(offset_s, best_value, in_sync, flagged, curve, local, reliable, AGREEMENT_SCORER_ID)
+
+
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    """(T, D) features minus their clip mean, each row scaled to unit length (zero rows stay zero)."""
+    centred = np.asarray(features, np.float64) - np.mean(features, axis=0)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
+
+
+def _lagged_agreement(audio: np.ndarray, video: np.ndarray, lag: int) -> float:
+    """Mean cosine of video[t + lag] with audio[t] over the steps both exist."""
+    a, v = (audio[:len(audio) - lag], video[lag:]) if lag >= 0 else (audio[-lag:], video[:lag])
+    return float(np.mean(np.sum(a * v, axis=1))) if len(a) >= 3 else float("nan")
 
 
 def _detrended(signal: np.ndarray) -> np.ndarray:

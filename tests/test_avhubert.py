@@ -4,6 +4,7 @@ pickle refused with nothing run; the filter bank against python_speech_features.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import types
@@ -207,3 +208,60 @@ def test_the_released_probe_runs_from_a_checkpoint_as_from_the_same_features(fac
     assert not any("is not one this app knows" in w for w in from_file.warnings)  # a feature file names no checkpoint
     with pytest.raises(AnalysisError, match="needs its published checkpoint or its features"):
         analyze(face_clip, ["ssr-dfd/avh_multimodal"], AnalysisOptions(cache=None))
+
+
+def streams(shift: int, steps: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Audio-like and lip-like feature streams of one latent (lips `shift` steps late), each
+    through one shared projection bent a little per modality, with noise: two modalities
+    embedded by one model."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.standard_normal((steps + 40, 8)), axis=0)  # slow drifts removed below, as speech has none
+    latent = walk - np.stack([np.convolve(walk[:, j], np.ones(15) / 15, mode="same") for j in range(8)], 1)
+    shared = rng.standard_normal((8, 32))  # one embedding space, bent a little per modality
+    audio = latent[20:20 + steps] @ (shared + 0.3 * rng.standard_normal((8, 32)))
+    lips = latent[20 - shift:20 - shift + steps] @ (shared + 0.3 * rng.standard_normal((8, 32)))
+    return audio + 0.5 * rng.standard_normal((steps, 32)), lips + 0.5 * rng.standard_normal((steps, 32))
+
+
+@pytest.mark.parametrize("shift", [-8, -3, 0, 4, 10])
+def test_the_agreement_scorer_recovers_a_known_offset_of_the_lip_stream(shift):
+    from models.sync import AGREEMENT_SCORER_ID, MIN_FLAG_OFFSET_S, estimate_feature_sync
+
+    result = estimate_feature_sync(*streams(shift))
+    assert result.reliable and result.scorer == AGREEMENT_SCORER_ID
+    assert abs(result.offset_s - shift / 25) < 0.02
+    assert result.flagged == (abs(shift) / 25 >= MIN_FLAG_OFFSET_S)
+    assert result.lag_correlations.shape == (31,) and result.step_agreement.shape == (200,)
+
+
+def test_the_agreement_scorer_gives_no_judgement_on_unrelated_streams():
+    from models.sync import estimate_feature_sync
+
+    audio, _ = streams(0, seed=1)
+    _, lips = streams(0, seed=2)
+    result = estimate_feature_sync(audio, lips)
+    assert not result.reliable and not result.flagged
+
+
+def test_the_agreement_scorer_runs_the_checkpoints_audio_and_lip_streams(face_clip, app_home, tmp_path,
+                                                                         fairseq_modules):
+    """sync/avhubert-agreement beside a probe, on a real face clip, from a tiny checkpoint:
+    the report carries its lag curve; without a checkpoint it is refused before decoding."""
+    from explain.reports import write_report
+    from explain.verdict import build_verdict
+    from models.analysis import AnalysisOptions, analyze
+    from models.settings import Settings
+    from models.sync import AGREEMENT_SCORER_ID
+
+    checkpoint = tmp_path / "avhubert.pt"
+    write_checkpoint(checkpoint, fairseq_modules)
+    options = AnalysisOptions(settings=Settings(weights={"avhubert-base-av": str(checkpoint)}), cache=None)
+    result = analyze(face_clip, ["demo/visual-selfblend", AGREEMENT_SCORER_ID], options)
+    report = result.to_dict()["agreement"]
+    assert report["scorer"] == AGREEMENT_SCORER_ID and len(report["lag_correlations"]) == 31
+    assert all(v is None or -1.0 <= v <= 1.0 for v in report["lag_correlations"])
+    assert build_verdict(result).modalities["agreement"]["label"] in ("real", "fake", "no judgement")
+    written = json.loads((write_report(result, tmp_path / "out", spatial_steps=0).paths["report"]).read_text())
+    assert written["agreement"]["scorer"] == AGREEMENT_SCORER_ID and "agreement" in written["verdict"]["modalities"]
+    with pytest.raises(AnalysisError, match="needs an AV-HuBERT checkpoint"):
+        analyze(face_clip, ["demo/visual-selfblend", AGREEMENT_SCORER_ID], AnalysisOptions(cache=None))

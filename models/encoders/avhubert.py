@@ -421,14 +421,26 @@ class AVHubertEncoder(ExternalFeatures):
     def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
         if self.spec.id in inputs.features or self.model is None:
             return super().encode(inputs, progress)
-        modality = self.spec.modality
+        features = self._run(inputs, self.spec.modality)
+        if progress:
+            progress(1.0)
+        return features
+
+    def stream_features(self, inputs: ClipInputs) -> tuple[np.ndarray, np.ndarray]:
+        """(T, dim) features of the audio alone and of the lips alone (the other zeroed), from
+        this checkpoint whatever the entry's own modality: the agreement sync scorer's input."""
+        if self.model is None:
+            raise AnalysisError(f"{self.spec.id} has no checkpoint loaded.",
+                                hint=f"Give one: --weights {self.spec.id}=CHECKPOINT.pt")
+        return self._run(inputs, "audio"), self._run(inputs, "lips")
+
+    def _run(self, inputs: ClipInputs, modality: str) -> np.ndarray:
+        """The model on the clip's audio, lips or both (`modality`), one row per step."""
         audio = torch.from_numpy(audio_features(inputs.audio, inputs.n_steps))[None] \
             if modality in ("audio", "audio-visual") else None
         video = torch.from_numpy(video_features(inputs.mouth_rois)) if modality in ("lips", "audio-visual") else None
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             features = self.model(audio, video)[0].float().numpy()
-        if progress:
-            progress(1.0)
         return fit_steps(features, inputs.n_steps)
 
     def torch_module(self) -> nn.Module | None:

@@ -35,11 +35,10 @@ import cv2
 import numpy as np
 
 from models.landmarks import (
-    IBUG_EYE_OUTER,
-    IBUG_MOUTH,
     LANDMARK_SOURCES,
     MOUTH_ROI_SCALE,
     ibug_from_mesh,
+    mouth_square,
     roll_degrees,
     shared_dlib_landmarks,
 )
@@ -310,14 +309,13 @@ class FaceTracker:
 
 def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _Detection:
     """Face box and lip gap from the 468 mesh landmarks, mouth and eye line from the face's
-    68 iBUG points (pixels)."""
-    lips = ibug[IBUG_MOUTH]
-    right_eye, left_eye = ibug[IBUG_EYE_OUTER[0]], ibug[IBUG_EYE_OUTER[1]]
+    68 iBUG points (pixels): the very square `mouth_square` gives, whose agreement with dlib's
+    bench_landmarks measures."""
+    x, y, eye_distance, roll = mouth_square(ibug, scale=1.0)
     mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
     mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
-    return _Detection(mesh_box, lips.mean(0), float(np.linalg.norm(left_eye - right_eye)),
-                      roll_degrees(right_eye, left_eye), score, gap / max(mesh_eyes, 1e-6))
+    return _Detection(mesh_box, np.array([x, y]), eye_distance, roll, score, gap / max(mesh_eyes, 1e-6))
 
 
 _shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.calibration import MAD_TO_SD
+from models.calibration import noise_scale
 from models.faces import FaceTrack
 from models.timing import SAMPLES_PER_STEP, STEP_RATE
 
@@ -119,7 +119,7 @@ def estimate_feature_sync(audio_features: np.ndarray, video_features: np.ndarray
     lags = np.arange(-MAX_LAG_STEPS, MAX_LAG_STEPS + 1)
     curve = np.array([_lagged_agreement(audio, video, lag) for lag in lags])
     best = int(np.nanargmax(curve)) if np.isfinite(curve).any() else MAX_LAG_STEPS
-    spread = MAD_TO_SD * float(np.nanmedian(np.abs(curve - np.nanmedian(curve)))) if np.isfinite(curve).any() else 0.0
+    spread = noise_scale(curve[np.isfinite(curve)])
     prominence = AGREEMENT_PROMINENCE * max(spread, 1e-6)
     reliable = bool(len(audio) >= MIN_STEPS and np.isfinite(curve[best])
                     and curve[best] - np.nanmedian(curve) >= prominence)

@@ -129,7 +129,7 @@ def settings_options() -> AnalysisOptions:
 
 def configured_weights() -> dict[str, str]:
     """Encoder weights the server's operator configured: AVXPLAIN_WEIGHTS="ENCODER=PATH,..."
-    (an AV-HuBERT checkpoint, a local copy of hub weights), as the CLI's --weights."""
+    (an AV-HuBERT or BRAVEn checkpoint, a local copy of hub weights), as the CLI's --weights."""
     pairs = [item.partition("=") for item in os.environ.get("AVXPLAIN_WEIGHTS", "").split(",") if item.strip()]
     return {name.strip(): path.strip() for name, _, path in pairs if name.strip() and path.strip()}
 

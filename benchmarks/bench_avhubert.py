@@ -18,8 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench_performance import matmul_peak
 from benchmarks.machine import cpu_line
-from models.encoders.avhubert import AVHubert, AVHubertConfig, for_precision
+from models.encoders.avhubert import AVHubert, AVHubertConfig
 from models.encoders.base import resolve_dtype
+from models.encoders.checkpoints import for_precision
 
 TARGET = 1.25  # × the floor
 # (M, K, N) of the large model's products on 250 steps (qkv / out, FFN in, FFN out) beside a square one

@@ -16,7 +16,6 @@ import torch
 
 from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
 from models.encoders.avhubert import (
-    STAND_INS,
     AVHubert,
     AVHubertConfig,
     audio_features,
@@ -24,6 +23,7 @@ from models.encoders.avhubert import (
     load_checkpoint,
     log_filter_bank,
 )
+from models.encoders.checkpoints import STAND_INS
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import track_faces

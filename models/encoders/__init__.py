@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
+from models.encoders.external import CHECKPOINT_GUIDES
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.media import file_sha256
@@ -58,10 +59,13 @@ _EXTERNAL_ENCODERS = [  # features from a file (--features), or computed here fr
                   description=f"AV-HuBERT {size}{' (self_large_vox_433h in SSR-DFD)' if size == 'large' else ''}, "
                               f"{what}, last layer")
       for size, dim in (("large", 1024), ("base", 768)) for stream, (modality, what) in _AVHUBERT_STREAMS.items()),
-    EncoderSpec("braven-large-v", "braven", "lips", "external", 1024, None,
-                description="BRAVEn large visual encoder on 88 px mouth ROIs (BRAVEn reference code)"),
+    *(EncoderSpec(f"braven-{size}-v", "braven", "lips", "external", dim, None,
+                  licence="code MIT; weights trained on LRS3 / VoxCeleb2 (research use)",
+                  description=f"BRAVEn {size} visual encoder ({layers} layers × {dim}) on 88 px mouth ROIs, "
+                              "output after its final norm")
+      for size, dim, layers in (("large", 1024, 24), ("base", 512, 12))),
 ]
-NATIVE_FAMILIES = {"avhubert"}  # external families that also run here from their published checkpoint
+NATIVE_FAMILIES = set(CHECKPOINT_GUIDES)  # external families that also run here from their published checkpoint
 
 
 _PACKAGE_ENCODERS = [
@@ -136,6 +140,7 @@ _FAMILY_CLASSES = {  # family → "module:class"; anything else reads precompute
     "fsfm": "models.encoders.vision:FSFMEncoder", "ge2e": "models.encoders.speaker:SpeakerEncoder",
     "selfblend": "models.encoders.project:SelfBlendEncoder", "selfsplice": "models.encoders.project:SelfSpliceEncoder",
     "videomae": "models.encoders.videomae:VideoMAEEncoder", "avhubert": "models.encoders.avhubert:AVHubertEncoder",
+    "braven": "models.encoders.braven:BRAVEnEncoder",
 }
 _EXTERNAL_CLASS = "models.encoders.external:ExternalFeatures"
 

@@ -6,24 +6,21 @@ missing modality zeroed), the transformer, and its last layer as one 1024-d (lar
 Written from the AV-HuBERT paper and the layout of its checkpoints (Shi et al., 2022):
 
 - a checkpoint is a torch-pickled dict {"model": state dict, "cfg": dict, "task_state":
-  fairseq Dictionary objects, ...}; `load_checkpoint` unpickles it with torch's
-  weights-only unpickler and an allow-list of inert stand-ins for the few fairseq /
-  argparse / numpy classes such files hold, so nothing from the file runs;
+  fairseq Dictionary objects, ...}; `load_checkpoint` reads it with
+  `checkpoints.read_checkpoint` (torch's weights-only unpickler and inert stand-ins for the
+  few fairseq / argparse / numpy classes such files hold), so nothing from the file runs;
 - fine-tuned (seq2seq) checkpoints keep the encoder under "encoder.w2v_model."; the
   decoder and the pretraining heads are not used and are named as such; any other key that
   does not map, and any expected key that is missing, fails with its name.
 
 Features (`ClipInputs` gives the 88 px grey mouth ROIs and 16 kHz audio): audio is the
 26-band log filter bank (25 ms window, 10 ms hop, as python_speech_features' `logfbank`),
-four frames stacked to 104 values at 25 Hz and normalised per frame; video is the ROI
-scaled to 0..1, normalised with mean 0.421 and std 0.165.
+four frames stacked to 104 values at 25 Hz and normalised per frame; video goes through the
+lip front end it shares with BRAVEn (`lip_frontend.py`, PReLU here).
 """
 from __future__ import annotations
 
 import math
-import pickle
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,71 +29,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.encoders.base import ClipInputs, EncoderSpec, Progress, fit_steps, resolve_dtype
-from models.encoders.external import ExternalFeatures
+from models.encoders.base import ClipInputs, fit_steps
+from models.encoders.checkpoints import CheckpointEncoder, load_exact, read_checkpoint
+from models.encoders.lip_frontend import TRUNK_WIDTH, ResEncoder, video_features
 from models.errors import AnalysisError
 from models.timing import SAMPLE_RATE
 
-ROI_MEAN, ROI_STD = 0.421, 0.165
 FBANK_BANDS, FBANK_WINDOW_S, FBANK_HOP_S, FBANK_NFFT, PREEMPHASIS = 26, 0.025, 0.010, 512, 0.97
 AUDIO_STACK = 4  # filter-bank frames (10 ms) per step (40 ms): 4 × 26 = 104 values
 FINETUNED_PREFIX = "encoder.w2v_model."
 UNUSED_PREFIXES = ("decoder.", "final_proj.", "label_embs_concat", "mask_emb", "encoder.proj.")
-# Classes a published checkpoint pickles besides tensors; each is replaced by an inert stand-in.
-CHECKPOINT_CLASSES = ("fairseq.data.dictionary.Dictionary", "argparse.Namespace",
-                      "fairseq.logging.meters.AverageMeter", "fairseq.logging.meters.TimeMeter",
-                      "fairseq.logging.meters.StopwatchMeter", "fairseq.logging.meters.MetersDict",
-                      "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
-                      "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig")
 
 
 # -- safe checkpoint loading -------------------------------------------------------------------
 
-def _inert_class(full_name: str) -> type:
-    """A class that stands where `full_name` stood in the pickle: building it stores what it
-    was given and runs nothing."""
-    module, _, name = full_name.rpartition(".")
-
-    def __init__(self, *args, **kwargs):  # called by REDUCE with the pickled arguments
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state):  # called by BUILD
-        self.state = state
-
-    return type(name, (), {"__module__": module, "__qualname__": name, "__init__": __init__,
-                           "__setstate__": __setstate__})
-
-
-STAND_INS = [_inert_class(name) for name in CHECKPOINT_CLASSES]
-
-
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's dict, unpickled with torch's weights-only unpickler: tensors, plain
-    containers and the inert stand-ins above; anything else (a class or function the file
-    names, such as os.system) is refused with its name, and nothing from the file runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnalysisError("checkpoint file not found.", path=path,
-                            hint="Give the path of the downloaded .pt file (see README: AV-HuBERT checkpoints).")
-    with path.open("rb") as handle:
-        head = handle.read(2)
-    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch's zip format nor a bare pickle
-        raise AnalysisError("is not a PyTorch checkpoint (neither a torch.save archive nor a pickle).", path=path,
-                            hint="Give the .pt file as downloaded from the AV-HuBERT model zoo.")
-    try:
-        with torch.serialization.safe_globals(STAND_INS):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        refused = re.search(r"GLOBAL (\S+)", str(error))
-        raise AnalysisError(f"refused: the checkpoint asks to load {refused.group(1) if refused else 'an object'}, "
-                            "which is neither weights nor settings.", path=path,
-                            hint="Only the published AV-HuBERT checkpoints are read; nothing from the file was "
-                                 "run.") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise AnalysisError(f"is not a readable PyTorch checkpoint ({str(error).splitlines()[0]}).",
-                            path=path) from None
+    """An AV-HuBERT checkpoint's dict, read safely (`checkpoints.read_checkpoint`: nothing
+    from the file runs), with its "model" state dict."""
+    checkpoint = read_checkpoint(path, "AV-HuBERT", "AV-HuBERT checkpoints")
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise AnalysisError("is not an AV-HuBERT checkpoint: no 'model' state dict in it.", path=path)
+        raise AnalysisError("is not an AV-HuBERT checkpoint: no 'model' state dict in it.", path=Path(path))
     return checkpoint
 
 
@@ -130,64 +82,6 @@ class AVHubertConfig:
 
 
 # -- network ---------------------------------------------------------------------------------------
-
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu1 = nn.PReLU(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.PReLU(planes)
-        self.downsample = None if stride == 1 and inplanes == planes else nn.Sequential(
-            nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.relu2(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class ResNetTrunk(nn.Module):
-    """ResNet-18 on each frame's 64-channel map: four stages of two blocks, average pooled."""
-
-    def __init__(self):
-        super().__init__()
-        widths = (64, 128, 256, 512)
-        for index, width in enumerate(widths, start=1):
-            inplanes = widths[max(index - 2, 0)]
-            stride = 1 if index == 1 else 2
-            setattr(self, f"layer{index}", nn.Sequential(BasicBlock(inplanes, width, stride),
-                                                         BasicBlock(width, width)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-class FramePool(nn.Module):
-    """The front end's (1, 3, 3) max pooling, stride (1, 2, 2), padding (0, 1, 1), taking
-    (B, C, T, H, W) to (B·T, C, H', W') frames: as a 2-D pool of channels-last frames it
-    gives the same maxima 2.8× faster than the 3-D pool (0.18 → 0.065 s on 250 steps)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, steps = x.shape[:3]
-        frames = x.transpose(1, 2).reshape(batch * steps, channels, *x.shape[3:])
-        return F.max_pool2d(frames.contiguous(memory_format=torch.channels_last), 3, 2, 1)
-
-
-class ResEncoder(nn.Module):
-    """The lip front end: a 3-D convolution over (time, height, width), then ResNet-18 per frame."""
-
-    def __init__(self):
-        super().__init__()
-        self.frontend3D = nn.Sequential(nn.Conv3d(1, 64, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
-                                        nn.BatchNorm3d(64), nn.PReLU(64), FramePool())
-        self.trunk = ResNetTrunk()
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) → (B, T, 512)
-        return self.trunk(self.frontend3D(video)).view(video.shape[0], video.shape[2], -1)
-
 
 class SubModel(nn.Module):
     """One modality's front end and its projection to the model width."""
@@ -279,7 +173,7 @@ class AVHubert(nn.Module):
     def __init__(self, config: AVHubertConfig):
         super().__init__()
         self.feature_extractor_audio = SubModel(config.audio_dim, config.dim)
-        self.feature_extractor_video = SubModel(512, config.dim, ResEncoder())
+        self.feature_extractor_video = SubModel(TRUNK_WIDTH, config.dim, ResEncoder(nn.PReLU))
         self.layer_norm = nn.LayerNorm(2 * config.dim)
         self.post_extract_proj = nn.Linear(2 * config.dim, config.dim)
         self.encoder = TransformerEncoder(config)
@@ -300,35 +194,10 @@ class AVHubert(nn.Module):
 def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
     """The network of a checkpoint with its weights, every key mapped: a missing or an
     unexpected key fails with its name."""
-    model = AVHubert(AVHubertConfig.from_checkpoint(checkpoint))
     state = {_native_key(key): value for key, value in checkpoint["model"].items() if not _unused(key)}
-    reference = model.state_dict()
-    mismatches = [f"{kind} {_first_keys(keys)}" for kind, keys in (("missing", sorted(set(reference) - set(state))),
-                                                                   ("unexpected", sorted(set(state) - set(reference))))
-                  if keys]
-    if mismatches:
-        raise AnalysisError(f"{source}: the AV-HuBERT weights do not match the model: {'; '.join(mismatches)}.")
-    shapes = [key for key, value in state.items() if tuple(value.shape) != tuple(reference[key].shape)]
-    if shapes:
-        raise AnalysisError(f"{source}: the shapes of {', '.join(shapes[:5])} do not match the checkpoint's cfg.")
-    model.load_state_dict(state)
+    model = load_exact(AVHubert(AVHubertConfig.from_checkpoint(checkpoint)), state, source, "AV-HuBERT")
     model.encoder.pos_conv.fold_weight_norm()
-    return model.eval()
-
-
-def for_precision(model: AVHubert, dtype: torch.dtype) -> AVHubert:
-    """In bf16, the weights of the matrix products (linear and convolution layers) cast once
-    (autocast would cast them again on every forward: 85 ms of 1.3 s on 250 steps); norms
-    keep fp32, as autocast runs them."""
-    if dtype == torch.bfloat16:
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                module.to(torch.bfloat16)
     return model
-
-
-def _first_keys(keys: list[str], shown: int = 5) -> str:
-    return ", ".join(keys[:shown]) + (" …" if len(keys) > shown else "")
 
 
 def _unused(key: str) -> bool:
@@ -401,30 +270,18 @@ def audio_features(audio: np.ndarray, n_steps: int) -> np.ndarray:
     return F.layer_norm(torch.from_numpy(stacked), stacked.shape[1:]).numpy()
 
 
-def video_features(mouth_rois: np.ndarray) -> np.ndarray:
-    """(T, 88, 88) uint8 grey ROIs → (1, 1, T, 88, 88) float, normalised as at training."""
-    return ((mouth_rois.astype(np.float32) / 255.0 - ROI_MEAN) / ROI_STD)[None, None]
-
-
 # -- the encoder -------------------------------------------------------------------------------------
 
-class AVHubertEncoder(ExternalFeatures):
+class AVHubertEncoder(CheckpointEncoder):
     """AV-HuBERT from a checkpoint (`--weights ENCODER=PATH`), or from a feature file
     (`--features`) as before; the modality of the registry entry decides what runs: audio
     and lips together (audio-visual), or one with the other zeroed."""
 
-    def __init__(self, spec: EncoderSpec, weights: str | None = None, precision: str = "auto"):
-        super().__init__(spec, weights, precision)
-        self.dtype = resolve_dtype(precision)  # bf16 on CPUs with bf16 units under "auto"
-        self.model = for_precision(build_model(load_checkpoint(weights), str(weights)), self.dtype) if weights else None
+    def load(self, weights: str) -> nn.Module:
+        return build_model(load_checkpoint(weights), str(weights))
 
-    def encode(self, inputs: ClipInputs, progress: Progress = None) -> np.ndarray:
-        if self.spec.id in inputs.features or self.model is None:
-            return super().encode(inputs, progress)
-        features = self._run(inputs, self.spec.modality)
-        if progress:
-            progress(1.0)
-        return features
+    def compute(self, inputs: ClipInputs) -> np.ndarray:
+        return self._run(inputs, self.spec.modality)
 
     def stream_features(self, inputs: ClipInputs) -> tuple[np.ndarray, np.ndarray]:
         """(T, dim) features of the audio alone and of the lips alone (the other zeroed), from
@@ -432,16 +289,13 @@ class AVHubertEncoder(ExternalFeatures):
         if self.model is None:
             raise AnalysisError(f"{self.spec.id} has no checkpoint loaded.",
                                 hint=f"Give one: --weights {self.spec.id}=CHECKPOINT.pt")
-        return self._run(inputs, "audio"), self._run(inputs, "lips")
+        return fit_steps(self._run(inputs, "audio"), inputs.n_steps), fit_steps(self._run(inputs, "lips"),
+                                                                                inputs.n_steps)
 
     def _run(self, inputs: ClipInputs, modality: str) -> np.ndarray:
-        """The model on the clip's audio, lips or both (`modality`), one row per step."""
+        """The model on the clip's audio, lips or both (`modality`), one row per model step."""
         audio = torch.from_numpy(audio_features(inputs.audio, inputs.n_steps))[None] \
             if modality in ("audio", "audio-visual") else None
         video = torch.from_numpy(video_features(inputs.mouth_rois)) if modality in ("lips", "audio-visual") else None
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            features = self.model(audio, video)[0].float().numpy()
-        return fit_steps(features, inputs.n_steps)
-
-    def torch_module(self) -> nn.Module | None:
-        return self.model
+        with self.inference():
+            return self.model(audio, video)[0].float().numpy()

@@ -1,8 +1,8 @@
-"""Encoders whose features are computed outside this app (AV-HuBERT, BRAVEn).
+"""Encoders whose features may come from outside this app (AV-HuBERT, BRAVEn).
 
-Their reference implementations need fairseq / their own repositories; their
-features come in as files (.npy, or .npz with keys audio / visual / video /
-multimodal, as SSR-DFD stores them) so the released probes can still be scored.
+Their reference implementations need fairseq / their own repositories. Their features can
+come in as files (.npy, or .npz with keys audio / visual / video / multimodal, as SSR-DFD
+stores them), or be computed here from the published checkpoints (`checkpoints.py`).
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, fit
 from models.errors import AnalysisError
 
 NPZ_KEYS = {"audio-visual": ("multimodal",), "audio": ("audio",), "lips": ("visual", "video")}
+# External families that also run here from their published checkpoint → the README section
+# that says where users get the files.
+CHECKPOINT_GUIDES = {"avhubert": "AV-HuBERT checkpoints", "braven": "BRAVEn checkpoints"}
 
 
 def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
@@ -42,9 +45,10 @@ def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
 
 def missing_features(spec: EncoderSpec) -> AnalysisError:
     """The one message for an external encoder whose features (or checkpoint) were not given."""
-    if spec.family == "avhubert":
+    if spec.family in CHECKPOINT_GUIDES:
+        guide = CHECKPOINT_GUIDES[spec.family]
         return AnalysisError(f"encoder {spec.id} needs its published checkpoint or its features.",
-                             hint=f"Pass --weights {spec.id}=CHECKPOINT.pt (see README: AV-HuBERT checkpoints), or "
+                             hint=f"Pass --weights {spec.id}=CHECKPOINT.pt (see README: {guide}), or "
                                   f"--features {spec.id}=FILE.npy (steps × {spec.dim} at 25 Hz).")
     return AnalysisError(f"encoder {spec.id} runs outside this app: its features must be given as a file.",
                          hint=f"Extract them with the reference code ({spec.description}) and pass "

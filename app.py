@@ -43,7 +43,14 @@ from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
 from explain.temporal import top_peaks
 from explain.verdict import modality_detail
 from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
-from models.encoders import get_spec, list_encoders
+from models.encoders import (
+    checkpoint_encoders,
+    checkpoint_warning,
+    forget_encoder,
+    get_encoder,
+    get_spec,
+    list_encoders,
+)
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode, file_sha256, inspect_media
 from models.runtimes import estimate_seconds, record_runtime, remaining_seconds
@@ -122,8 +129,11 @@ def settings_limits() -> MediaLimits:
                        max_height=int(os.environ.get("AVXPLAIN_MAX_HEIGHT", 4096)))
 
 
-def settings_options() -> AnalysisOptions:
-    return AnalysisOptions(settings=Settings(limits=settings_limits(), weights=configured_weights()),
+def settings_options(uploaded: dict[str, str] | None = None) -> AnalysisOptions:
+    """The server's settings, with checkpoints a session uploaded (`uploaded`, encoder id →
+    path) beside the operator's."""
+    weights = {**configured_weights(), **(uploaded or {})}
+    return AnalysisOptions(settings=Settings(limits=settings_limits(), weights=weights),
                            time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
 
 
@@ -197,6 +207,7 @@ class Session:
     annotation_step: int = 0  # the frame on screen in the Annotate tab: a click is stored against it
     curves: np.ndarray | None = None  # the temporal figure (RGB) and where its time axis lies, for a cursor
     time_axis: TimeAxis | None = None
+    weights: dict[str, str] = field(default_factory=dict)  # encoder id → checkpoint this session uploaded
 
     def frames_clip(self) -> Clip:
         if self.result is not None and self.result.clip is not None:
@@ -273,7 +284,8 @@ def banner(stand_ins: dict[str, bool], *selected: list[str]) -> str:
 
 def analyse_into_folder(video: str | None, probe_ids: list[str], report, previous: AnalysisResult | None = None,
                         spatial_steps: int = GALLERY_STEPS, out: Path | None = None, curves: bool = True,
-                        measures: bool = True) -> tuple[Path, AnalysisResult, WrittenReport]:
+                        measures: bool = True, uploaded: dict[str, str] | None = None,
+                        ) -> tuple[Path, AnalysisResult, WrittenReport]:
     """Analyse `video` and write its report into `out` (a fresh scratch folder by default; the
     page and the API both call this). A failed or cancelled run leaves nothing on disk."""
     if not video:
@@ -283,7 +295,7 @@ def analyse_into_folder(video: str | None, probe_ids: list[str], report, previou
         raise AnalysisError("no probe chosen.", hint="Tick at least one probe.")
     folder = out or scratch_folder("reports")
     try:
-        result = analyze(video, probe_ids, settings_options(), progress=report, previous=previous)
+        result = analyze(video, probe_ids, settings_options(uploaded), progress=report, previous=previous)
         report("explanations" if spatial_steps else "curves", 0.0)
         written = write_report(result, folder, spatial_steps=spatial_steps, curves=curves, measures=measures)
     except BaseException:  # failed or cancelled: nothing of this request stays on disk
@@ -329,7 +341,7 @@ def analysis_stages(video: str, stages: list[Stage], session: Session, report) -
     files: dict[str, Path] = {}
     for stage in stages:
         _, result, written = analyse_into_folder(video, stage.probes, report, previous, stage.spatial_steps, out,
-                                                 stage.curves, measures=not stage.to_come)
+                                                 stage.curves, measures=not stage.to_come, uploaded=session.weights)
         files.update(written.paths)
         previous = result
         session.video, session.result, session.sha256 = video, result, result.media.sha256
@@ -388,7 +400,7 @@ def run_analysis(video: str | None, session: Session | None, *groups, request: g
     session_hash = getattr(request, "session_hash", None)
     CLOSED_SESSIONS.pop(session_hash, None)  # a tab that reconnected (same session) asks again
     probe_ids = [pid for group in groups for pid in (group or [])]
-    key = (file_identity(video), tuple(probe_ids))
+    key = (file_identity(video), tuple(probe_ids), tuple(sorted(session.weights.items())))
     if session.shown is not None and session.shown.key == key and session.result is not None:
         session.video = video  # the same content, perhaps uploaded again
         yield session, *session.shown.outputs, progress_html(None, "served from this session's last analysis")
@@ -522,7 +534,31 @@ def end_session(session: Session | None) -> None:
             session.run.cancelled.set()
         _replace_reports(session, None)
         session.result = session.clip = session.shown = session.curves = None
+        for encoder_id, path in session.weights.items():
+            forget_encoder(encoder_id, path)
     return_freed_memory()
+
+
+def use_checkpoint(encoder_id: str | None, path: str | None, session: Session | None) -> tuple[Session, str]:
+    """Load an uploaded AV-HuBERT / BRAVEn checkpoint for `encoder_id` and use it for this
+    session's analyses: read safely and checked key by key now, so a wrong file is refused
+    here, with the reason, rather than at the next analysis."""
+    session = session or Session()
+    if not encoder_id or not path:
+        return session, "Choose the encoder, then upload its checkpoint file."
+    try:
+        get_encoder(encoder_id, path, settings_options().settings.precision)
+    except AnalysisError as error:
+        return session, f"**Not used:** {html.escape(str(error).replace(path, Path(path).name))}"
+    replaced = session.weights.get(encoder_id)
+    if replaced and replaced != path:
+        forget_encoder(encoder_id, replaced)
+    session.weights[encoder_id] = path
+    session.shown = None  # the same clip and probes now give other features
+    warning = checkpoint_warning(encoder_id, path)
+    return session, (f"**{encoder_id}** runs from {html.escape(Path(path).name)} in this session: the probes on it "
+                     f"(Trained probes) now compute their features here." + (f"\n\n⚠ {html.escape(warning)}."
+                                                                           if warning else ""))
 
 
 def with_request(handler, n_inputs: int):
@@ -924,6 +960,14 @@ def build_app() -> gr.Blocks:
                                       "verdict", open=False, elem_id="baselines"):
                         checkboxes.append(gr.CheckboxGroup(choices=groups["baselines"], value=[],
                                                            elem_id="baseline-probes", show_label=False))
+                    with gr.Accordion("Checkpoints: AV-HuBERT or BRAVEn, for the released lip and audio-visual "
+                                      "probes", open=False, elem_id="checkpoints"):
+                        checkpoint_encoder = gr.Dropdown(checkpoint_encoders(), value="braven-large-v",
+                                                         label="Encoder", elem_id="checkpoint-encoder")
+                        checkpoint_file = gr.File(label="Checkpoint (.pt / .pth, from the authors' pages: README)",
+                                                  file_types=[".pt", ".pth", ".ckpt"], type="filepath",
+                                                  elem_id="checkpoint-file")
+                        checkpoint_status = gr.Markdown(elem_id="checkpoint-status")
                     if EXAMPLES:
                         gr.Examples(EXAMPLES, inputs=[video], label="Demo clips (synthetic; made by this project)",
                                     example_labels=example_labels(), elem_id="demo-clips")
@@ -989,6 +1033,8 @@ def build_app() -> gr.Blocks:
                             [session, *results, status], api_name="analyse_page", show_progress="hidden")
         run.then(show_step, [step, session], [figure, step_frame, step_text], api_name=False, show_progress="hidden")
         cancel.click(cancel_analysis, [session], status, api_name="cancel", queue=False)
+        checkpoint_file.upload(use_checkpoint, [checkpoint_encoder, checkpoint_file, session],
+                               [session, checkpoint_status], api_name=False)
         step.input(show_step, [step, session], [figure, step_frame, step_text], api_name=False,
                    trigger_mode="always_last", show_progress="hidden")
         gallery.select(pick_gallery, [session], [step, figure, step_frame, step_text], api_name=False,

@@ -168,3 +168,33 @@ def test_the_released_probe_runs_from_a_checkpoint_as_from_the_same_features(fac
     assert any("braven.pth" in w and "is not one this app knows" in w for w in native.warnings)
     with pytest.raises(AnalysisError, match="needs its published checkpoint or its features"):
         analyze(face_clip, ["ssr-dfd/braven_vsr"], AnalysisOptions(cache=None))
+
+
+def test_a_checkpoint_uploaded_in_the_app_serves_that_sessions_probes(face_clip, app_home, fixtures_dir, tmp_path):
+    """The app's checkpoint upload: a wrong file is refused with its reason and changes
+    nothing; a BRAVEn checkpoint is checked on upload, then the session's analysis of
+    ssr-dfd/braven_vsr computes its features from it, as the CLI's --weights does; the
+    loaded model is dropped when the session ends."""
+    import app
+    from models.analysis import AnalysisOptions, analyze
+    from models.encoders import _instances
+    from models.settings import Settings
+    from models.zoo import fetch_remote
+
+    fetch_remote("ssr-dfd/braven_vsr", source=fixtures_dir / "ssr-dfd-probes" / "braven_vsr.ckpt")
+    checkpoint = tmp_path / "braven.pth"
+    write_checkpoint(checkpoint, config=BRAVEnConfig(layers=1, dim=1024, ffn_dim=64, heads=4))
+    (tmp_path / "notes.pth").write_text("not a checkpoint\n")
+    session, message = app.use_checkpoint("braven-large-v", str(tmp_path / "notes.pth"), None)
+    assert message.startswith("**Not used:**") and "is not a PyTorch checkpoint" in message and not session.weights
+    session, message = app.use_checkpoint("braven-large-v", str(checkpoint), session)
+    assert "runs from braven.pth" in message and "is not one this app knows" in message
+    stages = app.plan_stages(["ssr-dfd/braven_vsr"])
+    *_, (to_come, _) = app.analysis_stages(str(face_clip), stages, session, lambda stage, fraction: None)
+    features = session.result.features["braven-large-v"]
+    core = analyze(face_clip, ["ssr-dfd/braven_vsr"], AnalysisOptions(
+        settings=Settings(weights={"braven-large-v": str(checkpoint)}), cache=None))
+    assert to_come == "" and np.array_equal(features, core.features["braven-large-v"])
+    assert any(key[:2] == ("braven-large-v", str(checkpoint)) for key in _instances)
+    app.end_session(session)
+    assert not any(key[:2] == ("braven-large-v", str(checkpoint)) for key in _instances)

@@ -188,6 +188,19 @@ def checkpoint_warning(encoder_id: str, weights: str | None) -> str | None:
             f"against where you got it")
 
 
+def checkpoint_encoders() -> list[str]:
+    """Entries that run here from a checkpoint file the user gives (AV-HuBERT, BRAVEn)."""
+    return [encoder_id for encoder_id in list_encoders() if get_spec(encoder_id).family in NATIVE_FAMILIES]
+
+
+def forget_encoder(encoder_id: str, weights: str) -> None:
+    """Drop what get_encoder memoised for `encoder_id` loaded from `weights` (an uploaded
+    checkpoint whose session ended or replaced it), so its memory can be freed."""
+    with _instances_lock:
+        for key in [key for key in _instances if key[:2] == (encoder_id, weights)]:
+            del _instances[key]
+
+
 def get_encoder(encoder_id: str, weights: str | None = None, precision: str = "auto") -> Encoder:
     """create_encoder, memoised per process: loading a large model takes seconds."""
     key = (encoder_id, weights, precision)

@@ -39,8 +39,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = AVHubert(AVHubertConfig()).eval()
-    model.encoder.pos_conv.fold_weight_norm()  # as build_model leaves a loaded checkpoint
+    model = AVHubert(AVHubertConfig()).for_inference()  # as build_model leaves a loaded checkpoint
     audio, video = torch.randn(1, args.steps, 104), torch.randn(1, 1, args.steps, 88, 88)
     dtype = resolve_dtype("auto")
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
@@ -51,27 +50,32 @@ def main() -> None:
     flops = counter.get_total_flops()
     by_part = {name: sum(counter.get_flop_counts().get(f"AVHubert.{name}", {}).values())
                for name in ("feature_extractor_video", "feature_extractor_audio", "encoder")}
-    forward(model, audio, video, dtype)  # warm-up
-    times = []
-    for _ in range(args.repeats):
+    for _ in range(2):  # warm-up: the first forwards also build the convolution primitives
+        forward(model, audio, video, dtype)
+    peak_dtype = "bfloat16" if precision == "bf16" else "float32"
+    times, peaks = [], []
+    for _ in range(args.repeats):  # each forward paired with a peak measured just before it: shared machines drift
+        peaks.append(matmul_peak(peak_dtype, SHAPES))
         start = time.perf_counter()
         forward(model, audio, video, dtype)
         times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    peak = matmul_peak("bfloat16" if precision == "bf16" else "float32", SHAPES)
+    ratios = [seconds * peak * 1e9 / flops for seconds, peak in zip(times, peaks)]
+    ratio, seconds, peak = statistics.median(ratios), statistics.median(times), statistics.median(peaks)
     floor = flops / (peak * 1e9)
     print(f"AV-HuBERT large (24 × 1024), audio + lips, {args.steps} steps, {precision}, "
           f"{torch.get_num_threads()} threads, on {cpu_line()}")
     print(f"  FLOPs {flops / 1e9:.1f} G (lip front end {by_part['feature_extractor_video'] / 1e9:.1f}, "
-          f"transformer {by_part['encoder'] / 1e9:.1f}); {precision} matmul peak {peak:.1f} GFLOP/s")
-    print(f"  forward {seconds:.2f} s (median of {args.repeats}); floor {floor:.2f} s; ratio {seconds / floor:.2f} "
-          f"(target ≤ {TARGET}) {'PASS' if seconds / floor <= TARGET else 'FAIL'}")
+          f"transformer {by_part['encoder'] / 1e9:.1f}); {precision} matmul peak {peak:.1f} GFLOP/s (median)")
+    print(f"  forward {seconds:.2f} s (median of {args.repeats}); floor {floor:.2f} s; ratio {ratio:.2f} "
+          f"(median of the {args.repeats} forwards, each against the peak measured just before it; "
+          f"target ≤ {TARGET}) {'PASS' if ratio <= TARGET else 'FAIL'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_line(), "precision": precision, "steps": args.steps,
                                                "gflop": flops / 1e9, "gflop_by_part": {k: v / 1e9 for k, v in
                                                                                       by_part.items()},
-                                               "peak_gflops": peak, "seconds": times, "median_s": seconds,
-                                               "floor_s": floor, "ratio": seconds / floor, "target": TARGET},
+                                               "peak_gflops": peaks, "seconds": times, "median_s": seconds,
+                                               "floor_s": floor, "ratios": ratios, "ratio": ratio,
+                                               "target": TARGET},
                                               indent=1))
 
 

@@ -178,6 +178,13 @@ class AVHubert(nn.Module):
         self.post_extract_proj = nn.Linear(2 * config.dim, config.dim)
         self.encoder = TransformerEncoder(config)
 
+    def for_inference(self) -> "AVHubert":
+        """Weight norm and batch norms folded into the weights they scale (same outputs within
+        float rounding; done once after loading)."""
+        self.encoder.pos_conv.fold_weight_norm()
+        self.feature_extractor_video.resnet.fold_batch_norms()
+        return self.eval()
+
     def forward(self, audio: torch.Tensor | None, video: torch.Tensor | None) -> torch.Tensor:
         """(B, T, 104) filter banks and/or (B, 1, T, 88, 88) mouth ROIs → (B, T, dim); a
         missing modality is zeroed, as at training time."""
@@ -195,9 +202,8 @@ def build_model(checkpoint: dict, source: str = "checkpoint") -> AVHubert:
     """The network of a checkpoint with its weights, every key mapped: a missing or an
     unexpected key fails with its name."""
     state = {_native_key(key): value for key, value in checkpoint["model"].items() if not _unused(key)}
-    model = load_exact(AVHubert(AVHubertConfig.from_checkpoint(checkpoint)), state, source, "AV-HuBERT")
-    model.encoder.pos_conv.fold_weight_norm()
-    return model
+    return load_exact(AVHubert(AVHubertConfig.from_checkpoint(checkpoint)), state, source,
+                      "AV-HuBERT").for_inference()
 
 
 def _unused(key: str) -> bool:

@@ -166,6 +166,16 @@ class BRAVEn(nn.Module):
         self.after_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.scale = math.sqrt(config.dim)
 
+    def for_inference(self) -> "BRAVEn":
+        """Batch norms folded into the layer before them (the front end's convolutions) or
+        after them (the feed-forward block's first linear layer): same outputs within float
+        rounding, done once after loading."""
+        self.frontend.fold_batch_norms()
+        for layer in self.encoders:
+            if isinstance(layer.norm_ff, nn.BatchNorm1d):
+                layer.norm_ff = fold_batch_norm_forward(layer.norm_ff, layer.feed_forward.w_1)
+        return self.eval()
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 1, T, 88, 88) normalised mouth regions → (B, T, dim)."""
         x = self.embed(self.frontend(video)) * self.scale
@@ -173,6 +183,17 @@ class BRAVEn(nn.Module):
         for layer in self.encoders:
             x = layer(x, positions)
         return self.after_norm(x)
+
+
+@torch.no_grad()
+def fold_batch_norm_forward(norm: nn.BatchNorm1d, layer: nn.Linear) -> nn.Identity:
+    """Fold the inference batch norm `norm` that feeds `layer` into it: layer(norm(x)) =
+    layer'(x). Returns the identity that takes the norm's place."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    layer.bias.add_(layer.weight @ shift)
+    layer.weight.mul_(scale)
+    return nn.Identity()
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------
@@ -200,7 +221,7 @@ def encoder_state(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
 def build_model(checkpoint: object, source: str = "checkpoint") -> BRAVEn:
     """The network a checkpoint describes with its weights, every key mapped."""
     state = encoder_state(checkpoint, source)
-    return load_exact(BRAVEn(BRAVEnConfig.from_state(state)), state, source, "BRAVEn")
+    return load_exact(BRAVEn(BRAVEnConfig.from_state(state)), state, source, "BRAVEn").for_inference()
 
 
 # -- the encoder -------------------------------------------------------------------------------------

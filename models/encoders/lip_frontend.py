@@ -5,7 +5,7 @@ parameter; module names follow both checkpoints' layout (frontend3D, trunk.layer
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -14,7 +14,16 @@ from torch import nn
 
 ROI_MEAN, ROI_STD = 0.421, 0.165  # the grey mouth regions' normalisation in both papers' code
 TRUNK_WIDTH = 512
+FRAME_CHUNK = 50  # frames per pass of the front end: each chunk's maps stay small (fastest here)
 Activation = Callable[[int], nn.Module]  # channels → activation module
+
+
+def _frame_norm(norm: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """The stem's 3-D batch norm (inference statistics) on (n, C, H, W) frames; once folded
+    into the stem it is an identity."""
+    if isinstance(norm, nn.BatchNorm3d):
+        return F.batch_norm(frames, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+    return norm(frames)
 
 
 def swish(channels: int) -> nn.Module:
@@ -38,6 +47,12 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         return self.relu2(out + (x if self.downsample is None else self.downsample(x)))
 
+    def fold_batch_norms(self) -> None:
+        self.bn1 = fold_batch_norm(self.conv1, self.bn1)
+        self.bn2 = fold_batch_norm(self.conv2, self.bn2)
+        if self.downsample is not None:
+            self.downsample[1] = fold_batch_norm(self.downsample[0], self.downsample[1])
+
 
 class ResNetTrunk(nn.Module):
     """ResNet-18 on each frame's 64-channel map: four stages of two blocks, average pooled."""
@@ -56,28 +71,68 @@ class ResNetTrunk(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-class FramePool(nn.Module):
-    """The front end's (1, 3, 3) max pooling, stride (1, 2, 2), padding (0, 1, 1), taking
-    (B, C, T, H, W) to (B·T, C, H', W') frames: as a 2-D pool of channels-last frames it
-    gives the same maxima 2.8× faster than the 3-D pool (0.18 → 0.065 s on 250 steps)."""
+class FrameStackConv(nn.Conv3d):
+    """The stem: a (5, 7, 7) convolution, stride (1, 2, 2), padding (2, 3, 3), of the one-channel
+    video (Conv3d's weights and key), computed as a 2-D convolution of each frame's five-frame
+    neighbourhood stacked as channels, channels-last: the same sums, 2.9× faster in bf16 than
+    the 3-D convolution (0.139 → 0.048 s on 250 frames)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, steps = x.shape[:3]
-        frames = x.transpose(1, 2).reshape(batch * steps, channels, *x.shape[3:])
-        return F.max_pool2d(frames.contiguous(memory_format=torch.channels_last), 3, 2, 1)
+    def __init__(self, channels: int = 64):
+        super().__init__(1, channels, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False)
+
+    def frame_chunks(self, video: torch.Tensor) -> Iterator[torch.Tensor]:
+        """(B, 1, T, H, W) → its (n, C, H', W') output frames in order, FRAME_CHUNK at a time."""
+        reach = self.kernel_size[0] // 2
+        weight = self.weight[:, 0].contiguous(memory_format=torch.channels_last)  # (C, 5, 7, 7)
+        padded = F.pad(video[:, 0].to(weight.dtype), (0, 0, 0, 0, reach, reach))  # (B, T + 4, H, W): zeros in time
+        for clip in padded:
+            stacked = clip.unfold(0, self.kernel_size[0], 1).permute(0, 3, 1, 2)  # (T, 5, H, W), a view
+            for start in range(0, stacked.shape[0], FRAME_CHUNK):
+                chunk = stacked[start:start + FRAME_CHUNK].contiguous(memory_format=torch.channels_last)
+                yield F.conv2d(chunk, weight, self.bias, self.stride[1:], self.padding[1:])
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) → (B, C, T, H', W')
+        frames = torch.cat(list(self.frame_chunks(video)))
+        return frames.view(video.shape[0], video.shape[2], *frames.shape[1:]).transpose(1, 2)
 
 
 class ResEncoder(nn.Module):
-    """The lip front end: a 3-D convolution over (time, height, width), then ResNet-18 per frame."""
+    """The lip front end: a 3-D convolution over (time, height, width), batch norm,
+    activation, a (1, 3, 3) max pool (stride (1, 2, 2)), then ResNet-18 per frame. It runs
+    FRAME_CHUNK frames at a time from stem to pooled vector: each chunk's maps stay in cache
+    and no full-clip map is ever gathered."""
 
     def __init__(self, activation: Activation = nn.PReLU):
         super().__init__()
-        self.frontend3D = nn.Sequential(nn.Conv3d(1, 64, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
-                                        nn.BatchNorm3d(64), activation(64), FramePool())
+        self.frontend3D = nn.Sequential(FrameStackConv(64), nn.BatchNorm3d(64), activation(64),
+                                        nn.MaxPool2d(3, 2, 1))
         self.trunk = ResNetTrunk(activation)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) → (B, T, 512)
-        return self.trunk(self.frontend3D(video)).view(video.shape[0], video.shape[2], -1)
+        stem, norm, activation, pool = self.frontend3D
+        vectors = [self.trunk(pool(activation(_frame_norm(norm, frames)))) for frames in stem.frame_chunks(video)]
+        return torch.cat(vectors).view(video.shape[0], video.shape[2], -1)
+
+    def fold_batch_norms(self) -> None:
+        """For inference: every batch norm folded into the convolution before it (same
+        outputs within float rounding, one pass fewer over each activation map), and the
+        trunk's weights laid out channels-last."""
+        self.frontend3D[1] = fold_batch_norm(self.frontend3D[0], self.frontend3D[1])
+        for module in self.trunk.modules():
+            if isinstance(module, BasicBlock):
+                module.fold_batch_norms()
+        self.trunk.to(memory_format=torch.channels_last)  # as its inputs: else each call reorders the weights
+
+
+@torch.no_grad()
+def fold_batch_norm(layer: nn.Conv2d | nn.Conv3d | nn.Linear, norm: nn.modules.batchnorm._BatchNorm) -> nn.Identity:
+    """Fold the inference batch norm `norm` that follows `layer` into `layer`'s weight and
+    bias: norm(layer(x)) = layer'(x). Returns the identity that takes the norm's place."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(norm.running_mean)
+    layer.weight.mul_(scale.reshape(-1, *[1] * (layer.weight.dim() - 1)))
+    layer.bias = nn.Parameter(norm.bias + (bias - norm.running_mean) * scale)
+    return nn.Identity()
 
 
 def video_features(mouth_rois: np.ndarray) -> np.ndarray:

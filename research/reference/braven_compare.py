@@ -3,7 +3,7 @@ ESPnet-style encoder, run from a checkout of their repository (github.com/ahalia
 MIT): the same randomly initialised weights, saved in the authors' key layout, read by
 this app's loader; prints the largest difference of the outputs.
 
-    python -m research.braven_reference --reference /path/to/raven [--steps 50]
+    python -m research.reference.braven_compare --reference /path/to/raven [--steps 50]
 
 Nothing of the authors' code is copied here: their checkout is put on the import path of
 this one process. Needs only torch (their encoder imports no other package).

@@ -14,13 +14,14 @@ never dropped.
 Crop conventions (documented choices):
 - face crop: square, centred on the face box, side = 1.3 × the longer box side
   (FSFM's 30 % enlargement), resized to 224 px RGB, axis-aligned.
-- mouth ROI: square, centred on the mean of the 20 lip points of the 68-point iBUG
-  scheme, rotated so the eye line (outer corners 36, 45) is level, side =
-  MOUTH_ROI_SCALE × the outer-eye-corner distance, 96 px grayscale, then centre-cropped
-  to 88 px by the lip encoders (AV-HuBERT / BRAVEn use a 68-landmark Procrustes
-  alignment to a mean face; the eye line gives the same rotation and scale up to a
-  constant). The 68 points come from the mesh (`models.landmarks.MESH_TO_IBUG68`) or,
-  with `landmarks="dlib"`, from dlib's shape predictor where it is installed.
+- mouth ROI: the reference preprocessing's crop (`models.landmarks.mouth_square`): the
+  68 iBUG points' similarity onto the mean face (nose tip and eye corners) gives the
+  rotation and scale; a square of 96 mean-face pixels centred on the 20 lip points, 96 px
+  grayscale, then centre-cropped to 88 px by the lip encoders (AV-HuBERT, BRAVEn). The
+  reference smooths the landmarks over ±6 frames before fitting; here the fitted centre,
+  side and roll are smoothed over SMOOTHING_STEPS. The 68 points come from the mesh
+  (`models.landmarks.MESH_TO_IBUG68`) or, with `landmarks="dlib"`, from dlib's shape
+  predictor where it is installed.
 """
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ import cv2
 import numpy as np
 
 from models.landmarks import (
+    IBUG_EYE_OUTER,
     LANDMARK_SOURCES,
-    MOUTH_ROI_SCALE,
     ibug_from_mesh,
+    mouth_side_from_eyes,
     mouth_square,
     roll_degrees,
     shared_dlib_landmarks,
@@ -49,7 +51,7 @@ FACE_CROP_ENLARGE = 1.3
 MOUTH_ROI_SIZE = 96
 MOUTH_ROI_CENTRE = 88
 TRACKER_VERSION = 2  # raised whenever a clip's track changes (2: short-range detector where full-range finds none)
-MOUTH_ROI_VERSION = 2  # raised whenever the mouth region changes (2: from the 68 iBUG points)
+MOUTH_ROI_VERSION = 3  # raised whenever the mouth region changes (2: the 68 iBUG points; 3: mean-face scale and roll)
 KEYFRAME_STEPS = 25  # the detector runs at least once a second; the chunks between are tracked
 SHOT_CUT_GREY_CHANGE = 40.0  # mean |Δ grey level| (0–255) of 32×18 thumbnails of consecutive steps at a cut
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
@@ -102,8 +104,8 @@ class FaceTrack:
 
     face_boxes: np.ndarray  # (T, 4) x0, y0, x1, y1
     mouth_centres: np.ndarray  # (T, 2) x, y
-    eye_distances: np.ndarray  # (T,) outer eye corner distance
-    angles: np.ndarray  # (T,) eye-line roll in degrees
+    mouth_sides: np.ndarray  # (T,) the mouth square's side in pixels
+    angles: np.ndarray  # (T,) the mouth square's roll in degrees
     detected: np.ndarray  # (T,) bool: a face was detected at this step
     confidence: np.ndarray  # (T,) detector score, 0 where not detected
     frame_width: int
@@ -139,8 +141,8 @@ class FaceTrack:
 
     def mouth_geometry(self, step: int, out_size: int = MOUTH_ROI_SIZE) -> CropGeometry:
         x, y = self.mouth_centres[step]
-        side = MOUTH_ROI_SCALE * self.eye_distances[step]
-        return CropGeometry(x, y, side, self.angles[step], self.frame_width, self.frame_height, out_size)
+        return CropGeometry(x, y, self.mouth_sides[step], self.angles[step], self.frame_width, self.frame_height,
+                            out_size)
 
     def face_crops(self, frames: np.ndarray, out_size: int = FACE_CROP_SIZE) -> StepFrames:
         """(T, out, out, 3) uint8 RGB face crops, kept in a temporary file as the frames are
@@ -176,7 +178,8 @@ class FaceTrack:
 class _Detection:
     box: np.ndarray  # x0, y0, x1, y1 in pixels
     mouth: np.ndarray
-    eye_distance: float
+    eye_distance: float  # between the outer eye corners
+    mouth_side: float  # the mouth square's side
     angle: float
     score: float
     opening: float = float("nan")  # inner-lip gap / eye distance; NaN without the face mesh
@@ -304,18 +307,20 @@ class FaceTracker:
         keypoints = np.array([(k.x * width, k.y * height) for k in detection.location_data.relative_keypoints])
         right_eye, left_eye, mouth = keypoints[0], keypoints[1], keypoints[3]
         eye_distance = 1.45 * float(np.linalg.norm(left_eye - right_eye))  # pupils → outer corners
-        return _Detection(box, mouth, eye_distance, roll_degrees(right_eye, left_eye), float(detection.score[0]))
+        return _Detection(box, mouth, eye_distance, mouth_side_from_eyes(eye_distance),
+                          roll_degrees(right_eye, left_eye), float(detection.score[0]))
 
 
 def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _Detection:
     """Face box and lip gap from the 468 mesh landmarks, mouth and eye line from the face's
     68 iBUG points (pixels): the very square `mouth_square` gives, whose agreement with dlib's
     bench_landmarks measures."""
-    x, y, eye_distance, roll = mouth_square(ibug, scale=1.0)
+    x, y, side, roll = mouth_square(ibug)
+    eye_distance = float(np.linalg.norm(ibug[IBUG_EYE_OUTER[1]] - ibug[IBUG_EYE_OUTER[0]]))
     mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
     mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
-    return _Detection(mesh_box, np.array([x, y]), eye_distance, roll, score, gap / max(mesh_eyes, 1e-6))
+    return _Detection(mesh_box, np.array([x, y]), eye_distance, side, roll, score, gap / max(mesh_eyes, 1e-6))
 
 
 _shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}
@@ -396,7 +401,7 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
     else:
         known = np.array(sorted(detections))
         values = np.array([np.concatenate([detections[s].box, detections[s].mouth,
-                                           [detections[s].eye_distance, detections[s].angle]]) for s in known])
+                                           [detections[s].mouth_side, detections[s].angle]]) for s in known])
         values = _smooth(values, SMOOTHING_STEPS // max(1, stride))
         params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
         for step, found in detections.items():
@@ -407,7 +412,7 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
         missing = int((~detected).sum())
         if missing:
             warnings.append(f"no face in {missing} of {n_steps} steps: those steps are interpolated")
-    return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], eye_distances=params[:, 6],
+    return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], mouth_sides=params[:, 6],
                      angles=params[:, 7], detected=detected, confidence=confidence, frame_width=width,
                      frame_height=height, warnings=warnings, mouth_openings=openings)
 

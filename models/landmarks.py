@@ -1,6 +1,12 @@
 """The 68-point iBUG landmark scheme (dlib's), which AV-HuBERT's and BRAVEn's mouth crops
 are defined on, from mediapipe's 468-point face mesh, and the mouth square both give.
 
+The mouth square is the reference preprocessing's crop: the points' least-squares
+similarity onto the mean face (`assets/landmarks/mean_face_68.npy`, 256 px) from the nose
+tip and the four eye corners (AV-HuBERT's stable points), then a 96 px square of the
+aligned face centred on the 20 lip points. In the frame that is a square centred on the
+lip points, 96 / scale pixels wide, rotated as the similarity rotates.
+
 `MESH_TO_IBUG68` names, for each iBUG point, the mesh point that stands for it. It was
 fitted, not copied: `research/landmark_mapping.py` picks, for each iBUG point, the mesh
 point with the smallest median distance to dlib's on faces both ran on (each identity
@@ -10,8 +16,10 @@ weighing alike);
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -21,7 +29,10 @@ from models.errors import AnalysisError
 
 IBUG_EYE_OUTER = (36, 45)  # the subject's right eye's outer corner (image left), the left eye's
 IBUG_MOUTH = slice(48, 68)  # outer lip contour 48-59, inner 60-67
-MOUTH_ROI_SCALE = 0.85  # the mouth square's side in outer-eye-corner distances
+MEAN_FACE_FILE = Path(__file__).resolve().parent.parent / "assets" / "landmarks" / "mean_face_68.npy"
+MEAN_FACE_SHA256 = "dbf68b2044171e1160716df7c53e8bbfaa0ee8c61fb41171d04cb6092bb81422"
+MEAN_FACE_CROP = 96  # the mouth crop's side in mean-face pixels
+STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip and eye corners: what the similarity to the mean face is fitted on
 LANDMARK_SOURCES = ("mesh", "dlib")  # where the 68 points come from: the mapped mesh, or dlib's predictor
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 DLIB_INSTALL = "pip install dlib-bin==20.0.1 face-recognition-models==0.3.0 (its 68-point model: non-commercial use only)"
@@ -40,14 +51,41 @@ def ibug_from_mesh(mesh: np.ndarray) -> np.ndarray:
     return np.asarray(mesh)[list(MESH_TO_IBUG68)]
 
 
-def mouth_square(ibug: np.ndarray, scale: float = MOUTH_ROI_SCALE) -> tuple[float, float, float, float]:
-    """The mouth region of interest of 68 iBUG points: centre (x, y) at the mean of the lip
-    points, side `scale` × the outer-eye-corner distance, roll (degrees, counter-clockwise)
-    of the eye line."""
-    right_eye, left_eye = ibug[IBUG_EYE_OUTER[0]], ibug[IBUG_EYE_OUTER[1]]
+@lru_cache(maxsize=1)
+def mean_face() -> np.ndarray:
+    """(68, 2) the mean face's iBUG points in its 256 px frame, checked against its SHA-256."""
+    data = MEAN_FACE_FILE.read_bytes()
+    if hashlib.sha256(data).hexdigest() != MEAN_FACE_SHA256:
+        raise AnalysisError("the mean face the mouth crops are aligned to does not match its SHA-256.",
+                            path=MEAN_FACE_FILE, hint="Restore assets/landmarks from the repository.")
+    return np.load(MEAN_FACE_FILE, allow_pickle=False)
+
+
+def similarity_to(points: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Scale and rotation (degrees, counter-clockwise as `roll_degrees`) of the least-squares
+    similarity taking `points` onto `reference` (both (N, 2), image y down; Umeyama's
+    closed form in 2-D)."""
+    source, target = points - points.mean(0), reference - reference.mean(0)
+    along = float((source * target).sum())
+    across = float((source[:, 0] * target[:, 1] - source[:, 1] * target[:, 0]).sum())
+    return float(np.hypot(along, across) / max(float((source ** 2).sum()), 1e-12)), float(np.degrees(np.arctan2(across, along)))
+
+
+def mouth_square(ibug: np.ndarray) -> tuple[float, float, float, float]:
+    """The mouth region of interest of 68 iBUG points as the reference preprocessing cuts it:
+    centre (x, y) at the mean of the lip points, side 96 mean-face pixels at the scale of
+    the similarity onto the mean face, and its roll (degrees, counter-clockwise)."""
+    stable = list(STABLE_POINTS)
+    scale, roll = similarity_to(np.asarray(ibug, float)[stable], mean_face()[stable])
     centre = ibug[IBUG_MOUTH].mean(axis=0)
-    return (float(centre[0]), float(centre[1]), float(scale * np.linalg.norm(left_eye - right_eye)),
-            roll_degrees(right_eye, left_eye))
+    return float(centre[0]), float(centre[1]), MEAN_FACE_CROP / max(scale, 1e-9), roll
+
+
+def mouth_side_from_eyes(eye_distance: float) -> float:
+    """The mouth square's side from the outer-eye-corner distance alone (no landmarks: the
+    detector's keypoints), at the mean face's proportion."""
+    eyes = mean_face()[list(IBUG_EYE_OUTER)]
+    return MEAN_FACE_CROP * eye_distance / float(np.linalg.norm(eyes[1] - eyes[0]))
 
 
 def roll_degrees(right_eye: np.ndarray, left_eye: np.ndarray) -> float:

@@ -52,7 +52,7 @@ def test_parallel_trackers_give_the_same_track_as_one(scene):
     """Frames are detected independently, so splitting them over several mediapipe graphs
     (the default) changes nothing."""
     one, several = track_faces(scene.frames, workers=1), track_faces(scene.frames, workers=3)
-    for name in ("face_boxes", "mouth_centres", "eye_distances", "angles", "detected", "confidence"):
+    for name in ("face_boxes", "mouth_centres", "mouth_sides", "angles", "detected", "confidence"):
         assert np.array_equal(getattr(one, name), getattr(several, name)), name
 
 

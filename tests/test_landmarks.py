@@ -12,8 +12,16 @@ import pytest
 
 from models.encoders import get_spec
 from models.errors import AnalysisError
-from models.faces import FaceTracker, track_faces
-from models.landmarks import IBUG_EYE_OUTER, MESH_TO_IBUG68, ibug_from_mesh, mouth_square, square_iou
+from models.faces import CropGeometry, FaceTracker, track_faces
+from models.landmarks import (
+    IBUG_EYE_OUTER,
+    MESH_TO_IBUG68,
+    STABLE_POINTS,
+    ibug_from_mesh,
+    mean_face,
+    mouth_square,
+    square_iou,
+)
 from models.media import write_test_clip
 from models.settings import Settings
 from research.sources import source_path
@@ -120,3 +128,31 @@ def test_a_frame_narrower_than_the_strip_gets_it_scaled_to_its_width():
     scene = moving_astronaut(5, width=480, height=320)
     track = track_faces(scene.frames)
     assert mouth_strip(scene.frames, track, 2, width=40).shape[1:] == (40, 3)
+
+
+@pytest.mark.parametrize("scale, roll", [(0.6, 0.0), (0.8, 12.0), (1.3, -20.0)])
+def test_the_mouth_square_cuts_what_the_reference_preprocessing_cuts(scale, roll):
+    """The reference: the frame warped onto the mean face (256 px) by the least-squares
+    similarity of the stable points, then the 96 px square around the warped lip points.
+    The square `mouth_square` gives, cut from the frame directly, holds the same pixels
+    (up to the reference's whole-pixel centre), on a face at three scales and rolls with
+    jittered landmarks."""
+    rng = np.random.default_rng(int(scale * 10))
+    theta = np.radians(-roll)  # image y points down: a counter-clockwise roll turns by -roll
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    points = (mean_face() - 128) @ rotation.T * scale + [320, 200] + rng.normal(0, 0.7, (68, 2))
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (400, 640), dtype=np.uint8), (0, 0), 2.5)
+    stable = list(STABLE_POINTS)
+    design = np.concatenate([np.stack([points[stable, 0], -points[stable, 1], np.ones(5), np.zeros(5)], 1),
+                             np.stack([points[stable, 1], points[stable, 0], np.zeros(5), np.ones(5)], 1)])
+    a, b, tx, ty = np.linalg.lstsq(design, np.concatenate([mean_face()[stable, 0], mean_face()[stable, 1]]),
+                                   rcond=None)[0]
+    to_mean_face = np.array([[a, -b, tx], [b, a, ty]])
+    warped = cv2.warpAffine(frame, to_mean_face, (256, 256), flags=cv2.INTER_LINEAR)
+    x, y = to_mean_face[:, :2] @ points[48:68].mean(0) + to_mean_face[:, 2]
+    reference = warped[int(round(y)) - 48:int(round(y)) + 48, int(round(x)) - 48:int(round(x)) + 48]
+    centre_x, centre_y, side, square_roll = mouth_square(points)
+    assert side == pytest.approx(96 / np.hypot(a, b), rel=1e-6) and square_roll == pytest.approx(roll, abs=1.5)
+    ours = CropGeometry(centre_x, centre_y, side, square_roll, 640, 400, 96).extract(frame)
+    # grey levels: here 0.5-1.5; a one-pixel shift of the reference 1.1-2.4; the earlier eye-distance square 8-9
+    assert np.abs(ours.astype(float) - reference).mean() < 2.5

@@ -80,3 +80,32 @@ def write_av1m_dataset(root: Path, per_split: dict[str, int], seed: int = 0, nam
     description = root / "dataset.json"
     description.write_text(json.dumps({"name": name, "format": "av1m", "root": ".", "splits": splits}))
     return description
+
+
+def native_and_file_routes(template_id: str, family: str, modality: str, checkpoint: Path, clip_path: Path,
+                           folder: Path):
+    """A tiny 32-wide registry entry of a checkpoint family (AV-HuBERT, BRAVEn) run on a real
+    clip both ways: natively from `checkpoint` (fp32, and bf16 within a tenth of the largest
+    value), and from those features saved as a file, which must come back unchanged (the
+    released probes then see identical inputs either way). Returns the bf16 encoder."""
+    from dataclasses import replace
+
+    from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
+    from models.faces import track_faces
+    from models.media import decode
+
+    spec = register_encoder(replace(get_spec(template_id), id=f"tiny-{family}", family=family, modality=modality,
+                                    dim=32))
+    try:
+        clip = decode(clip_path)
+        inputs = ClipInputs(clip, track_faces(clip.frames))
+        native = create_encoder(spec.id, str(checkpoint), "fp32").encode(inputs)
+        assert native.shape == (clip.n_steps, 32) and np.isfinite(native).all()
+        in_bf16 = create_encoder(spec.id, str(checkpoint), "bf16")
+        assert np.abs(in_bf16.encode(inputs) - native).max() < 0.1 * np.abs(native).max()
+        np.save(folder / "features.npy", native)
+        from_file = create_encoder(spec.id).encode(ClipInputs(clip, None, {spec.id: str(folder / "features.npy")}))
+        assert np.array_equal(from_file, native)
+        return in_bf16
+    finally:
+        unregister_encoder(spec.id)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
+from models.encoders import get_spec
 from models.encoders.avhubert import (
     AVHubert,
     AVHubertConfig,
@@ -26,8 +26,8 @@ from models.encoders.avhubert import (
 from models.encoders.checkpoints import STAND_INS
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
-from models.faces import track_faces
-from models.media import decode, file_sha256
+from models.media import file_sha256
+from tests.builders import native_and_file_routes
 
 TINY = AVHubertConfig(layers=2, dim=32, ffn_dim=64, heads=4, conv_pos=4, conv_pos_groups=4)
 TINY_CFG = {"encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
@@ -163,21 +163,9 @@ def test_registry_entries_run_natively_from_a_checkpoint_or_read_the_same_featur
     route returns them unchanged (the released probes see identical inputs either way)."""
     path = tmp_path / "tiny.pt"
     write_checkpoint(path, fairseq_modules)
-    spec = register_encoder(get_spec("avhubert-large-av").__class__(
-        "tiny-avhubert-av", "avhubert", "audio-visual", "external", 32, None, description="test entry"))
-    try:
-        clip = decode(face_clip)
-        inputs = ClipInputs(clip, track_faces(clip.frames))
-        native = create_encoder(spec.id, str(path), "fp32").encode(inputs)
-        assert native.shape == (clip.n_steps, 32) and np.isfinite(native).all()
-        in_bf16 = create_encoder(spec.id, str(path), "bf16")  # its matrix products' weights cast once
-        assert all(p.dtype == torch.bfloat16 for n, p in in_bf16.model.named_parameters() if "proj.weight" in n)
-        assert np.abs(in_bf16.encode(inputs) - native).max() < 0.1 * np.abs(native).max()
-        np.save(tmp_path / "features.npy", native)
-        from_file = create_encoder(spec.id).encode(ClipInputs(clip, None, {spec.id: str(tmp_path / "features.npy")}))
-        assert np.array_equal(from_file, native)
-    finally:
-        unregister_encoder(spec.id)
+    in_bf16 = native_and_file_routes("avhubert-large-av", "avhubert", "audio-visual", path, face_clip, tmp_path)
+    # its matrix products' weights cast once
+    assert all(p.dtype == torch.bfloat16 for n, p in in_bf16.model.named_parameters() if "proj.weight" in n)
     assert "--weights avhubert-large-av=CHECKPOINT.pt" in str(missing_features(get_spec("avhubert-large-av")))
 
 

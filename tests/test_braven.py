@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.encoders import ClipInputs, create_encoder, get_spec, register_encoder, unregister_encoder
+from models.encoders import create_encoder, get_spec
 from models.encoders.braven import BRAVEn, BRAVEnConfig, RelPositionAttention, build_model, relative_positions
 from models.encoders.checkpoints import read_checkpoint
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
-from models.faces import track_faces
-from models.media import decode
+from tests.builders import native_and_file_routes
 
 TINY = BRAVEnConfig(layers=2, dim=32, ffn_dim=64, heads=4)
 
@@ -126,20 +125,7 @@ def test_registry_entries_run_natively_from_a_checkpoint_or_read_the_same_featur
     them unchanged."""
     path = tmp_path / "tiny.pth"
     write_checkpoint(path)
-    spec = register_encoder(get_spec("braven-large-v").__class__(
-        "tiny-braven-v", "braven", "lips", "external", 32, None, description="test entry"))
-    try:
-        clip = decode(face_clip)
-        inputs = ClipInputs(clip, track_faces(clip.frames))
-        native = create_encoder(spec.id, str(path), "fp32").encode(inputs)
-        assert native.shape == (clip.n_steps, 32) and np.isfinite(native).all()
-        in_bf16 = create_encoder(spec.id, str(path), "bf16")
-        assert np.abs(in_bf16.encode(inputs) - native).max() < 0.1 * np.abs(native).max()
-        np.save(tmp_path / "features.npy", native)
-        from_file = create_encoder(spec.id).encode(ClipInputs(clip, None, {spec.id: str(tmp_path / "features.npy")}))
-        assert np.array_equal(from_file, native)
-    finally:
-        unregister_encoder(spec.id)
+    native_and_file_routes("braven-large-v", "braven", "lips", path, face_clip, tmp_path)
     assert "--weights braven-large-v=CHECKPOINT.pt (see README: BRAVEn checkpoints)" in str(
         missing_features(get_spec("braven-large-v")))
 

@@ -4,15 +4,14 @@ reference env, build a small random AVHubertModel with the authors' code
 fairseq-style checkpoint, the inputs, the outputs of extract_finetune for audio+video,
 audio only and video only, and every stage's intermediate output.
 
-usage: REFERENCE_ROOT=/tmp/avh_ref venv310/bin/python avhubert_make_reference.py OUTDIR LAYERS DIM FFN HEADS CONV_POS CONV_POS_GROUPS T [perturb]
-REFERENCE_ROOT holds stubs/ (an empty cv2.py), fairseq_src/ and av_hubert/.
+usage, in the reference environment's folder (stubs/ holds an empty cv2.py):
+    PYTHONPATH=stubs:fairseq_src:av_hubert/avhubert venv310/bin/python avhubert_make_reference.py \
+        OUTDIR LAYERS DIM FFN HEADS CONV_POS CONV_POS_GROUPS T [perturb]
+(fairseq_0122_src instead of fairseq_src, with FAIRSEQ_0122=1, for fairseq 0.12.2.)
 """
 import os
 import sys
 
-HERE = os.environ.get("REFERENCE_ROOT", os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(HERE, "stubs"), os.path.join(HERE, os.environ.get("FAIRSEQ_SRC", "fairseq_src")),
-                os.path.join(HERE, "av_hubert", "avhubert")]
 # hubert.py decides relative vs plain imports via len(sys.argv)==1 (DBG); make it take the plain path
 _argv = sys.argv
 sys.argv = [sys.argv[0]]
@@ -36,7 +35,7 @@ cfg = AVHubertConfig(label_rate=25, input_modality="image", dropout=0.0, attenti
                      activation_dropout=0.0, encoder_layerdrop=0.0, dropout_input=0.0,
                      dropout_features=0.0, feature_grad_mult=0.1, resnet_relu_type="prelu",
                      **model_cfg)
-if os.environ.get("FAIRSEQ_SRC"):
+if os.environ.get("FAIRSEQ_0122"):
     # newer fairseq's TransformerEncoder reads config fields AVHubertConfig lacks: take their
     # Wav2Vec2Config defaults (non-math: pos_conv_depth=1, layer_type=transformer, ...)
     import dataclasses

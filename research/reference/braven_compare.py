@@ -3,15 +3,14 @@ ESPnet-style encoder, run from a checkout of their repository (github.com/ahalia
 MIT): the same randomly initialised weights, saved in the authors' key layout, read by
 this app's loader; prints the largest difference of the outputs.
 
-    python -m research.reference.braven_compare --reference /path/to/raven [--steps 50]
+    PYTHONPATH=/path/to/raven python -m research.reference.braven_compare [--steps 50]
 
-Nothing of the authors' code is copied here: their checkout is put on the import path of
-this one process. Needs only torch (their encoder imports no other package).
+Nothing of the authors' code is copied here: their checkout is on the import path
+(PYTHONPATH) of this one process. Needs only torch (their encoder imports no other package).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,11 +22,14 @@ from models.encoders.checkpoints import read_checkpoint
 SIZES = {"tiny": (2, 64, 128, 4), "base": (12, 512, 2048, 8), "large": (24, 1024, 4096, 16)}  # layers, dim, ffn, heads
 
 
-def reference_encoder(reference: Path, layers: int, dim: int, ffn_dim: int, heads: int) -> torch.nn.Module:
+def reference_encoder(layers: int, dim: int, ffn_dim: int, heads: int) -> torch.nn.Module:
     """The authors' visual encoder with their published config's switches (swish front end,
     rel_mha, layer scale 0.1, batch norm before the feed-forward block, pre-norm)."""
-    sys.path.insert(0, str(reference))
-    from espnet.nets.pytorch_backend.transformer.encoder import Encoder
+    try:  # lazy: the authors' checkout, on PYTHONPATH only for this comparison
+        from espnet.nets.pytorch_backend.transformer.encoder import Encoder
+    except ImportError:
+        raise SystemExit("the authors' code is not importable: run with PYTHONPATH=/path/to/raven "
+                         "(a checkout of github.com/ahaliassos/raven)") from None
 
     return Encoder(idim=512, attention_dim=dim, attention_heads=heads, linear_units=ffn_dim, num_blocks=layers,
                    frontend="conv3d", input_layer="vanilla_linear", encoder_attn_layer_type="rel_mha",
@@ -48,11 +50,11 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
                 module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=generator))
 
 
-def compare(reference: Path, size: str, steps: int, seed: int = 0) -> tuple[float, float]:
+def compare(size: str, steps: int, seed: int = 0) -> tuple[float, float]:
     """Largest |difference| between the two encoders' outputs on one random clip of mouth
     regions, and the largest |output|."""
     torch.manual_seed(seed)
-    theirs = reference_encoder(reference, *SIZES[size]).eval()
+    theirs = reference_encoder(*SIZES[size]).eval()
     randomise(theirs, seed)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{size}.pth"
@@ -67,12 +69,11 @@ def compare(reference: Path, size: str, steps: int, seed: int = 0) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of github.com/ahaliassos/raven")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     args = parser.parse_args(argv)
     for size in args.sizes:
-        difference, scale = compare(args.reference, size, args.steps)
+        difference, scale = compare(size, args.steps)
         print(f"{size:5s} ({SIZES[size][0]} layers × {SIZES[size][1]}), {args.steps} steps, fp32: "
               f"max |native − reference| = {difference:.2e} (outputs up to {scale:.2f})")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.cache import FeatureCache
 from models.encoders import NATIVE_FAMILIES, ClipInputs, checkpoint_warning, get_encoder, get_spec
-from models.encoders.base import FACE_MODALITIES, EncoderSpec
+from models.encoders.base import FACE_MODALITIES, MOUTH_MODALITIES, EncoderSpec, mouth_alignment
 from models.encoders.external import missing_features
 from models.errors import AnalysisError
 from models.faces import FACE_WORKERS, FaceTrack, shared_trackers, track_faces
@@ -242,11 +242,10 @@ def warm_up(probe_ids: list[str]) -> None:
 
 def _prepare_crops(inputs: ClipInputs, specs: list) -> None:
     """Cut the face and mouth crops the chosen encoders need, once, as their own stage."""
-    modalities = {s.modality for s in specs}
-    if "face" in modalities:
+    if any(s.modality == "face" for s in specs):
         inputs.face_crops
-    if modalities & {"lips", "audio-visual"}:
-        inputs.mouth_rois
+    for alignment in {mouth_alignment(s) for s in specs if s.modality in MOUTH_MODALITIES}:
+        inputs.mouth_rois(alignment)
 
 
 def _needs_audio(spec) -> bool:

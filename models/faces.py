@@ -36,8 +36,10 @@ import cv2
 import numpy as np
 
 from models.landmarks import (
+    DEFAULT_ALIGNMENT,
     IBUG_EYE_OUTER,
     LANDMARK_SOURCES,
+    MOUTH_ALIGNMENTS,
     ibug_from_mesh,
     mouth_side_from_eyes,
     mouth_square,
@@ -51,7 +53,8 @@ FACE_CROP_ENLARGE = 1.3
 MOUTH_ROI_SIZE = 96
 MOUTH_ROI_CENTRE = 88
 TRACKER_VERSION = 2  # raised whenever a clip's track changes (2: short-range detector where full-range finds none)
-MOUTH_ROI_VERSION = 3  # raised whenever the mouth region changes (2: the 68 iBUG points; 3: mean-face scale and roll)
+MOUTH_ROI_VERSION = 4  # raised whenever the mouth region changes (2: the 68 iBUG points; 3: mean-face scale and
+#                        roll; 4: each lip encoder's own alignment)
 KEYFRAME_STEPS = 25  # the detector runs at least once a second; the chunks between are tracked
 SHOT_CUT_GREY_CHANGE = 40.0  # mean |Δ grey level| (0–255) of 32×18 thumbnails of consecutive steps at a cut
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
@@ -104,8 +107,7 @@ class FaceTrack:
 
     face_boxes: np.ndarray  # (T, 4) x0, y0, x1, y1
     mouth_centres: np.ndarray  # (T, 2) x, y
-    mouth_sides: np.ndarray  # (T,) the mouth square's side in pixels
-    angles: np.ndarray  # (T,) the mouth square's roll in degrees
+    mouth_squares: dict[str, np.ndarray]  # alignment (MOUTH_ALIGNMENTS) → (T, 2): the square's side (px), roll (°)
     detected: np.ndarray  # (T,) bool: a face was detected at this step
     confidence: np.ndarray  # (T,) detector score, 0 where not detected
     frame_width: int
@@ -139,10 +141,11 @@ class FaceTrack:
         side = FACE_CROP_ENLARGE * max(x1 - x0, y1 - y0)
         return CropGeometry((x0 + x1) / 2, (y0 + y1) / 2, side, 0.0, self.frame_width, self.frame_height, out_size)
 
-    def mouth_geometry(self, step: int, out_size: int = MOUTH_ROI_SIZE) -> CropGeometry:
+    def mouth_geometry(self, step: int, out_size: int = MOUTH_ROI_SIZE,
+                       alignment: str = DEFAULT_ALIGNMENT) -> CropGeometry:
         x, y = self.mouth_centres[step]
-        return CropGeometry(x, y, self.mouth_sides[step], self.angles[step], self.frame_width, self.frame_height,
-                            out_size)
+        side, roll = self.mouth_squares[alignment][step]
+        return CropGeometry(x, y, side, roll, self.frame_width, self.frame_height, out_size)
 
     def face_crops(self, frames: np.ndarray, out_size: int = FACE_CROP_SIZE) -> StepFrames:
         """(T, out, out, 3) uint8 RGB face crops, kept in a temporary file as the frames are
@@ -152,12 +155,13 @@ class FaceTrack:
             crops.append(self.face_geometry(t, out_size).extract(frames[t]))
         return crops
 
-    def mouth_rois(self, frames: np.ndarray, steps: Sequence[int] | None = None) -> np.ndarray:
-        """(N, 96, 96) uint8 grayscale mouth regions of `steps` (default: every step); the lip
-        encoders see their centre (`lip_view`)."""
+    def mouth_rois(self, frames: np.ndarray, steps: Sequence[int] | None = None,
+                   alignment: str = DEFAULT_ALIGNMENT) -> np.ndarray:
+        """(N, 96, 96) uint8 grayscale mouth regions of `steps` (default: every step) as
+        `alignment` cuts them; the lip encoders see their centre (`lip_view`)."""
         steps = range(len(frames)) if steps is None else steps
-        return np.stack([cv2.cvtColor(self.mouth_geometry(t).extract(frames[t]), cv2.COLOR_RGB2GRAY)
-                         for t in steps])
+        return np.stack([cv2.cvtColor(self.mouth_geometry(t, alignment=alignment).extract(frames[t]),
+                                      cv2.COLOR_RGB2GRAY) for t in steps])
 
     def to_dict(self) -> dict:
         """Per-step geometry in normalised frame coordinates, for reports."""
@@ -179,8 +183,7 @@ class _Detection:
     box: np.ndarray  # x0, y0, x1, y1 in pixels
     mouth: np.ndarray
     eye_distance: float  # between the outer eye corners
-    mouth_side: float  # the mouth square's side
-    angle: float
+    mouth_squares: dict[str, tuple[float, float]]  # alignment → the mouth square's side and roll
     score: float
     opening: float = float("nan")  # inner-lip gap / eye distance; NaN without the face mesh
     # where the mesh region sits relative to the mesh box (centre offset in box sides, side ratio):
@@ -307,20 +310,22 @@ class FaceTracker:
         keypoints = np.array([(k.x * width, k.y * height) for k in detection.location_data.relative_keypoints])
         right_eye, left_eye, mouth = keypoints[0], keypoints[1], keypoints[3]
         eye_distance = 1.45 * float(np.linalg.norm(left_eye - right_eye))  # pupils → outer corners
-        return _Detection(box, mouth, eye_distance, mouth_side_from_eyes(eye_distance),
-                          roll_degrees(right_eye, left_eye), float(detection.score[0]))
+        square = (mouth_side_from_eyes(eye_distance), roll_degrees(right_eye, left_eye))
+        return _Detection(box, mouth, eye_distance, dict.fromkeys(MOUTH_ALIGNMENTS, square), float(detection.score[0]))
 
 
 def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _Detection:
     """Face box and lip gap from the 468 mesh landmarks, mouth and eye line from the face's
     68 iBUG points (pixels): the very square `mouth_square` gives, whose agreement with dlib's
     bench_landmarks measures."""
-    x, y, side, roll = mouth_square(ibug)
+    squares = {alignment: mouth_square(ibug, alignment) for alignment in MOUTH_ALIGNMENTS}
+    x, y = squares[DEFAULT_ALIGNMENT][:2]  # the lip points' mean, whatever the alignment
     eye_distance = float(np.linalg.norm(ibug[IBUG_EYE_OUTER[1]] - ibug[IBUG_EYE_OUTER[0]]))
     mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
     mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
-    return _Detection(mesh_box, np.array([x, y]), eye_distance, side, roll, score, gap / max(mesh_eyes, 1e-6))
+    return _Detection(mesh_box, np.array([x, y]), eye_distance,
+                      {alignment: square[2:] for alignment, square in squares.items()}, score, gap / max(mesh_eyes, 1e-6))
 
 
 _shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}
@@ -396,12 +401,13 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
     if not detections:
         side = 0.6 * min(width, height)
         box = np.array([(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2])
-        params = np.tile(np.concatenate([box, [width / 2, height * 0.62, side * 0.45, 0.0]]), (n_steps, 1))
+        params = np.tile(np.concatenate([box, [width / 2, height * 0.62], [side * 0.45, 0.0] * len(MOUTH_ALIGNMENTS)]),
+                         (n_steps, 1))
         warnings.append("no face found in any step: crops fall back to the frame centre")
     else:
         known = np.array(sorted(detections))
         values = np.array([np.concatenate([detections[s].box, detections[s].mouth,
-                                           [detections[s].mouth_side, detections[s].angle]]) for s in known])
+                                           *[detections[s].mouth_squares[a] for a in MOUTH_ALIGNMENTS]]) for s in known])
         values = _smooth(values, SMOOTHING_STEPS // max(1, stride))
         params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
         for step, found in detections.items():
@@ -412,8 +418,9 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
         missing = int((~detected).sum())
         if missing:
             warnings.append(f"no face in {missing} of {n_steps} steps: those steps are interpolated")
-    return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], mouth_sides=params[:, 6],
-                     angles=params[:, 7], detected=detected, confidence=confidence, frame_width=width,
+    squares = {alignment: params[:, 6 + 2 * index:8 + 2 * index] for index, alignment in enumerate(MOUTH_ALIGNMENTS)}
+    return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], mouth_squares=squares,
+                     detected=detected, confidence=confidence, frame_width=width,
                      frame_height=height, warnings=warnings, mouth_openings=openings)
 
 

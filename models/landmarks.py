@@ -1,11 +1,14 @@
 """The 68-point iBUG landmark scheme (dlib's), which AV-HuBERT's and BRAVEn's mouth crops
 are defined on, from mediapipe's 468-point face mesh, and the mouth square both give.
 
-The mouth square is the reference preprocessing's crop: the points' least-squares
-similarity onto the mean face (`assets/landmarks/mean_face_68.npy`, 256 px) from the nose
-tip and the four eye corners (AV-HuBERT's stable points), then a 96 px square of the
+The mouth square is the reference preprocessing's crop: the points' similarity onto the
+mean face (`assets/landmarks/mean_face_68.npy`, 256 px), then a 96 px square of the
 aligned face centred on the 20 lip points. In the frame that is a square centred on the
-lip points, 96 / scale pixels wide, rotated as the similarity rotates.
+lip points, 96 / scale pixels wide, rotated as the similarity rotates. The two lip
+encoders' authors fit the similarity differently (`MOUTH_ALIGNMENTS`): AV-HuBERT by least
+squares on the nose tip and the four eye corners, BRAVEn by least median of squares on
+those, the nose bridge and the mouth corners; their squares overlap by an IoU of about
+0.9 on the same face, so each encoder gets its own.
 
 `MESH_TO_IBUG68` names, for each iBUG point, the mesh point that stands for it. It was
 fitted, not copied: `research/landmark_mapping.py` picks, for each iBUG point, the mesh
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +37,21 @@ MEAN_FACE_FILE = Path(__file__).resolve().parent.parent / "assets" / "landmarks"
 MEAN_FACE_SHA256 = "dbf68b2044171e1160716df7c53e8bbfaa0ee8c61fb41171d04cb6092bb81422"
 MEAN_FACE_CROP = 96  # the mouth crop's side in mean-face pixels
 STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip and eye corners: what the similarity to the mean face is fitted on
+
+
+@dataclass(frozen=True)
+class MouthAlignment:
+    """How a family's reference preprocessing fits the similarity onto the mean face."""
+
+    stable_points: tuple[int, ...]
+    robust: bool  # least median of squares (OpenCV's LMEDS) instead of least squares
+
+
+MOUTH_ALIGNMENTS = {
+    "avhubert": MouthAlignment(STABLE_POINTS, robust=False),  # av_hubert's align_mouth.py
+    "braven": MouthAlignment((28, 33, 36, 39, 42, 45, 48, 54), robust=True),  # raven's extract_mouths.py
+}
+DEFAULT_ALIGNMENT = "avhubert"  # the mouth region shown in the app and reports
 LANDMARK_SOURCES = ("mesh", "dlib")  # where the 68 points come from: the mapped mesh, or dlib's predictor
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 DLIB_INSTALL = "pip install dlib-bin==20.0.1 face-recognition-models==0.3.0 (its 68-point model: non-commercial use only)"
@@ -71,14 +90,27 @@ def similarity_to(points: np.ndarray, reference: np.ndarray) -> tuple[float, flo
     return float(np.hypot(along, across) / max(float((source ** 2).sum()), 1e-12)), float(np.degrees(np.arctan2(across, along)))
 
 
-def mouth_square(ibug: np.ndarray) -> tuple[float, float, float, float]:
-    """The mouth region of interest of 68 iBUG points as the reference preprocessing cuts it:
-    centre (x, y) at the mean of the lip points, side 96 mean-face pixels at the scale of
-    the similarity onto the mean face, and its roll (degrees, counter-clockwise)."""
-    stable = list(STABLE_POINTS)
-    scale, roll = similarity_to(np.asarray(ibug, float)[stable], mean_face()[stable])
-    centre = ibug[IBUG_MOUTH].mean(axis=0)
+def mouth_square(ibug: np.ndarray, alignment: str = DEFAULT_ALIGNMENT) -> tuple[float, float, float, float]:
+    """The mouth region of interest of 68 iBUG points as a family's reference preprocessing
+    cuts it: centre (x, y) at the mean of the lip points, side 96 mean-face pixels at the
+    scale of the similarity onto the mean face, and its roll (degrees, counter-clockwise)."""
+    fit = MOUTH_ALIGNMENTS[alignment]
+    stable = list(fit.stable_points)
+    points = np.asarray(ibug, float)
+    scale, roll = _robust_similarity(points[stable], mean_face()[stable]) if fit.robust else \
+        similarity_to(points[stable], mean_face()[stable])
+    centre = points[IBUG_MOUTH].mean(axis=0)
     return float(centre[0]), float(centre[1]), MEAN_FACE_CROP / max(scale, 1e-9), roll
+
+
+def _robust_similarity(points: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Scale and roll of OpenCV's least-median-of-squares similarity (the least-squares one
+    where it finds none)."""
+    matrix, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), reference.astype(np.float32),
+                                            method=cv2.LMEDS)
+    if matrix is None:
+        return similarity_to(points, reference)
+    return float(np.hypot(matrix[0, 0], matrix[1, 0])), float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
 
 
 def mouth_side_from_eyes(eye_distance: float) -> float:

@@ -52,8 +52,10 @@ def test_parallel_trackers_give_the_same_track_as_one(scene):
     """Frames are detected independently, so splitting them over several mediapipe graphs
     (the default) changes nothing."""
     one, several = track_faces(scene.frames, workers=1), track_faces(scene.frames, workers=3)
-    for name in ("face_boxes", "mouth_centres", "mouth_sides", "angles", "detected", "confidence"):
+    for name in ("face_boxes", "mouth_centres", "detected", "confidence"):
         assert np.array_equal(getattr(one, name), getattr(several, name)), name
+    assert one.mouth_squares.keys() == several.mouth_squares.keys() == {"avhubert", "braven"}
+    assert all(np.array_equal(one.mouth_squares[a], several.mouth_squares[a]) for a in one.mouth_squares)
 
 
 def test_tracking_follows_the_face_close_to_detection_and_restarts_at_cuts(scene):

@@ -115,7 +115,7 @@ def test_sanity_check_fails_for_a_random_init_encoder_and_passes_for_the_trained
 def planted_track(openings: np.ndarray) -> FaceTrack:
     n = len(openings)
     return FaceTrack(face_boxes=np.tile([10.0, 10, 90, 90], (n, 1)), mouth_centres=np.tile([50.0, 70], (n, 1)),
-                     mouth_sides=np.full(n, 34.0), angles=np.zeros(n), detected=np.ones(n, bool),
+                     mouth_squares={"avhubert": np.tile([34.0, 0.0], (n, 1))}, detected=np.ones(n, bool),
                      confidence=np.ones(n), frame_width=100, frame_height=100, mouth_openings=openings)
 
 

@@ -302,6 +302,6 @@ class AVHubertEncoder(CheckpointEncoder):
         """The model on the clip's audio, lips or both (`modality`), one row per model step."""
         audio = torch.from_numpy(audio_features(inputs.audio, inputs.n_steps))[None] \
             if modality in ("audio", "audio-visual") else None
-        video = torch.from_numpy(video_features(inputs.mouth_rois)) if modality in ("lips", "audio-visual") else None
+        video = torch.from_numpy(video_features(inputs.mouth_rois("avhubert"))) if modality in ("lips", "audio-visual") else None
         with self.inference():
             return self.model(audio, video)[0].float().numpy()

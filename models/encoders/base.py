@@ -11,6 +11,7 @@ import torch
 
 from models.errors import AnalysisError
 from models.faces import FaceTrack, lip_view
+from models.landmarks import DEFAULT_ALIGNMENT, MOUTH_ALIGNMENTS
 from models.media import Clip, StepFrames
 
 Progress = Callable[[float], None] | None
@@ -50,6 +51,12 @@ class EncoderSpec:
                 "description": self.description, "offline": self.offline}
 
 
+def mouth_alignment(spec: EncoderSpec) -> str:
+    """How the encoder's family cuts its mouth region (its authors' preprocessing), the
+    default alignment for families without one."""
+    return spec.family if spec.family in MOUTH_ALIGNMENTS else DEFAULT_ALIGNMENT
+
+
 class ClipInputs:
     """The inputs encoders take from one clip, each computed once and shared."""
 
@@ -60,6 +67,7 @@ class ClipInputs:
         self.features = features or {}  # precomputed features for external encoders
         self.batch_frames = max(1, batch_frames)  # crops per forward pass (1: the naive baseline)
         self.stride = max(1, stride)  # per-frame encoders run on every `stride`-th step, interpolated between
+        self._mouth_rois: dict[str, np.ndarray] = {}
 
     @property
     def n_steps(self) -> int:
@@ -76,10 +84,14 @@ class ClipInputs:
         """(T, 224, 224, 3) uint8 RGB face crops, in a temporary file (read back a batch at a time)."""
         return self._require_track().face_crops(self.clip.frames)
 
-    @cached_property
-    def mouth_rois(self) -> np.ndarray:
-        """(T, 88, 88) uint8 grayscale mouth crops (96 px ROI, centre 88 px)."""
-        return lip_view(self._require_track().mouth_rois(self.clip.frames))
+    def mouth_rois(self, alignment: str = DEFAULT_ALIGNMENT) -> np.ndarray:
+        """(T, 88, 88) uint8 grayscale mouth crops (96 px ROI, centre 88 px) as `alignment`
+        (an encoder family's reference preprocessing, `mouth_alignment`) cuts them; each
+        alignment's computed once."""
+        if alignment not in self._mouth_rois:
+            self._mouth_rois[alignment] = lip_view(self._require_track().mouth_rois(self.clip.frames,
+                                                                                    alignment=alignment))
+        return self._mouth_rois[alignment]
 
     def _require_track(self) -> FaceTrack:
         if self.track is None:

@@ -18,7 +18,8 @@ authors' published configs and checkpoint layout (the ESPnet-style encoder):
 - fine-tuned (VSR) checkpoints keep the encoder under "encoder." beside the CTC head and
   the decoder, which are not used; any other key that does not map fails with its name.
 
-Input: the 88 px grey mouth regions (`ClipInputs.mouth_rois`), scaled to 0..1 and
+Input: the 88 px grey mouth regions as the authors cut them (`ClipInputs.mouth_rois("braven")`:
+eight points fitted to the mean face by least median of squares), scaled to 0..1 and
 normalised with mean 0.421, std 0.165, as in the authors' grayscale config.
 """
 from __future__ import annotations
@@ -233,6 +234,6 @@ class BRAVEnEncoder(CheckpointEncoder):
         return build_model(read_checkpoint(weights, "BRAVEn", WHERE), str(weights))
 
     def compute(self, inputs: ClipInputs) -> np.ndarray:
-        video = torch.from_numpy(video_features(inputs.mouth_rois))
+        video = torch.from_numpy(video_features(inputs.mouth_rois("braven")))
         with self.inference():
             return self.model(video)[0].float().numpy()

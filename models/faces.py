@@ -14,12 +14,12 @@ never dropped.
 Crop conventions (documented choices):
 - face crop: square, centred on the face box, side = 1.3 × the longer box side
   (FSFM's 30 % enlargement), resized to 224 px RGB, axis-aligned.
-- mouth ROI: the reference preprocessing's crop (`models.landmarks.mouth_square`): the
-  68 iBUG points' similarity onto the mean face (nose tip and eye corners) gives the
-  rotation and scale; a square of 96 mean-face pixels centred on the 20 lip points, 96 px
-  grayscale, then centre-cropped to 88 px by the lip encoders (AV-HuBERT, BRAVEn). The
-  reference smooths the landmarks over ±6 frames before fitting; here the fitted centre,
-  side and roll are smoothed over SMOOTHING_STEPS. The 68 points come from the mesh
+- mouth ROI: each lip encoder's reference preprocessing crop (`models.landmarks.mouth_square`,
+  one per alignment): the 68 iBUG points' similarity onto the mean face gives the rotation
+  and scale; a square of 96 mean-face pixels centred on the 20 lip points, 96 px
+  grayscale, then centre-cropped to 88 px by the lip encoders (AV-HuBERT, BRAVEn). As in
+  the reference, the 68 points are first averaged with ±6 steps' and moved back to the
+  step's own mean position (where every detection has them). The 68 points come from the mesh
   (`models.landmarks.MESH_TO_IBUG68`) or, with `landmarks="dlib"`, from dlib's shape
   predictor where it is installed.
 """
@@ -58,6 +58,7 @@ MOUTH_ROI_VERSION = 4  # raised whenever the mouth region changes (2: the 68 iBU
 KEYFRAME_STEPS = 25  # the detector runs at least once a second; the chunks between are tracked
 SHOT_CUT_GREY_CHANGE = 40.0  # mean |Δ grey level| (0–255) of 32×18 thumbnails of consecutive steps at a cut
 SMOOTHING_STEPS = 5  # centred moving-average window over detected steps
+LIP_SMOOTHING_MARGIN = 6  # the lip encoders' preprocessing averages a frame's 68 points with ±6 frames' first
 FACE_WORKERS = min(2, len(os.sched_getaffinity(0)))  # a mediapipe graph keeps about one core busy: one per core
 
 # Face-mesh landmark indices (mediapipe canonical 468-point topology).
@@ -189,6 +190,7 @@ class _Detection:
     # where the mesh region sits relative to the mesh box (centre offset in box sides, side ratio):
     # the detector box's place, carried to the next steps so a tracked mesh sees the face as detected
     region_anchor: tuple[float, float, float] | None = None
+    ibug: np.ndarray | None = None  # (68, 2) the face's iBUG points; None from the detector's keypoints alone
 
     def next_region(self) -> np.ndarray:
         """The box to run the mesh on at the next step: this step's mesh box, placed and
@@ -324,8 +326,9 @@ def _from_landmarks(landmarks: np.ndarray, ibug: np.ndarray, score: float) -> _D
     mesh_box = np.concatenate([landmarks.min(0), landmarks.max(0)])
     gap = float(np.linalg.norm(landmarks[LOWER_INNER_LIP] - landmarks[UPPER_INNER_LIP]))
     mesh_eyes = float(np.linalg.norm(landmarks[MESH_EYE_OUTER[1]] - landmarks[MESH_EYE_OUTER[0]]))
-    return _Detection(mesh_box, np.array([x, y]), eye_distance,
-                      {alignment: square[2:] for alignment, square in squares.items()}, score, gap / max(mesh_eyes, 1e-6))
+    sides_and_rolls = {alignment: square[2:] for alignment, square in squares.items()}
+    return _Detection(mesh_box, np.array([x, y]), eye_distance, sides_and_rolls, score, gap / max(mesh_eyes, 1e-6),
+                      ibug=ibug)
 
 
 _shared_trackers: dict[tuple[bool, str], list[FaceTracker]] = {}
@@ -406,9 +409,12 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
         warnings.append("no face found in any step: crops fall back to the frame centre")
     else:
         known = np.array(sorted(detections))
-        values = np.array([np.concatenate([detections[s].box, detections[s].mouth,
-                                           *[detections[s].mouth_squares[a] for a in MOUTH_ALIGNMENTS]]) for s in known])
+        values = np.array([np.concatenate([found.box, found.mouth, *[found.mouth_squares[a] for a in MOUTH_ALIGNMENTS]])
+                           for found in (detections[s] for s in known)])
         values = _smooth(values, SMOOTHING_STEPS // max(1, stride))
+        if all(detections[s].ibug is not None for s in known):
+            values[:, 4:] = _reference_mouth_columns([detections[s].ibug for s in known],
+                                                     LIP_SMOOTHING_MARGIN // max(1, stride))
         params = np.stack([np.interp(np.arange(n_steps), known, values[:, j]) for j in range(values.shape[1])], 1)
         for step, found in detections.items():
             confidence[step] = found.score
@@ -422,6 +428,21 @@ def _build_track(detections: dict[int, _Detection], n_steps: int, width: int, he
     return FaceTrack(face_boxes=params[:, :4], mouth_centres=params[:, 4:6], mouth_squares=squares,
                      detected=detected, confidence=confidence, frame_width=width,
                      frame_height=height, warnings=warnings, mouth_openings=openings)
+
+
+def _reference_mouth_columns(points: list[np.ndarray], margin: int) -> np.ndarray:
+    """Per detected step, the mouth centre and every alignment's square (side, roll), from
+    the 68 points smoothed as the lip encoders' preprocessing smooths them: averaged with
+    ±`margin` steps (fewer near the ends), then moved back so their mean is this step's."""
+    stack = np.stack(points)  # (K, 68, 2)
+    rows = []
+    for index in range(len(stack)):
+        reach = min(margin, index, len(stack) - 1 - index)
+        smoothed = stack[index - reach:index + reach + 1].mean(0)
+        smoothed += stack[index].mean(0) - smoothed.mean(0)
+        squares = [mouth_square(smoothed, alignment) for alignment in MOUTH_ALIGNMENTS]
+        rows.append([*squares[0][:2], *(value for square in squares for value in square[2:])])
+    return np.array(rows)
 
 
 def lip_view(rois: np.ndarray) -> np.ndarray:

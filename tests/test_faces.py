@@ -131,3 +131,23 @@ def test_large_soft_close_up_is_found_by_the_short_range_detector():
                      & (track.mouth_centres[int(step)] / size <= np.array(r["box"][2:])))
               for step, r in regions.items()]
     assert np.mean(inside) >= 0.9
+
+
+def test_the_mouth_points_are_smoothed_as_the_lip_encoders_preprocessing_smooths_them():
+    """Each step's 68 points averaged with ±6 steps', then moved back to the step's own mean
+    position: a face gliding across the frame keeps its mouth centre on the current frame
+    (an accelerating glide, which a plain moving average would trail by about 4 px), while
+    shape jitter of the lips is averaged away."""
+    from models.faces import _reference_mouth_columns
+    from models.landmarks import mean_face
+
+    rng = np.random.default_rng(0)
+    glide = (np.arange(30) ** 2)[:, None] * [0.3, 0.1]  # speeding up to the right and down
+    points = [mean_face() + shift + rng.normal(0, 1.5, (68, 2)) * (np.arange(68)[:, None] >= 48)
+              for shift in glide]
+    columns = _reference_mouth_columns(points, 6)
+    true_centres = mean_face()[48:68].mean(0) + glide
+    lag = np.abs(columns[:, :2] - true_centres).max(axis=1)
+    raw = np.abs(np.stack([p[48:68].mean(0) for p in points]) - true_centres).max(axis=1)
+    assert lag[6:-6].mean() < 0.5 * raw[6:-6].mean() and lag.max() < 1.5  # jitter averaged, no drift behind the glide
+    assert columns.shape == (30, 2 + 2 * 2) and np.allclose(columns[:, 2], 96, atol=3)  # mean-face size: side ≈ 96

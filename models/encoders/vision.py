@@ -28,10 +28,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_tensor(images: np.ndarray, mean: tuple, std: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """(N, H, W, 3) uint8 → normalised (N, 3, H, W) tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return x.to(dtype)
+    """(N, H, W, 3) uint8 → normalised (N, 3, H, W) tensor (channels-last in memory)."""
+    return normalise(raw_pixels(images), mean, std).to(dtype)
+
+
+def raw_pixels(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) float32 pixel values 0..255 (channels-last in memory)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+
+
+def normalise(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """(x / 255 − mean) / std per channel of 0..255 float pixels, in one pass over them."""
+    scale = (1.0 / (255.0 * torch.tensor(std))).view(1, 3, 1, 1)
+    shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1)
+    return torch.addcmul(shift, pixels, scale)
 
 
 class FrameEncoder(Encoder):

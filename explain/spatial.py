@@ -150,9 +150,13 @@ def explain_spatial(result: AnalysisResult, probe_id: str, steps: list[int] | No
     if steps is None:
         steps = top_peaks(result.probes[probe_id].scores.logits, k)
     steps, geometries, crops = step_crops(result, steps)
-    heads = explainer.attribute_heads(encoder, [probe, shuffled_probe(probe)] if sanity else [probe], crops)
+    if sanity:  # beside the probe: its shuffled head, and the probe through the encoder's untrained twin
+        heads, twin = explainer.attribute_with_twin(encoder, [probe, shuffled_probe(probe)], crops,
+                                                    reference_network(encoder))
+        report = randomisation_check(heads[0][0], twin[0], heads[1][0])
+    else:
+        heads, report = explainer.attribute_heads(encoder, [probe], crops), {}
     maps = explainer.step_maps(probe, steps, *heads[0])
-    report = randomisation_check(explainer, encoder, probe, crops, heads[0][0], heads[1][0]) if sanity else {}
     heatmaps = [Heatmap(probe_id, m.step, m.logit, m.crop_map, *map_to_frame(m.crop_map, geometry),
                         hotspot(m.crop_map, geometry)) for m, geometry in zip(maps, geometries)]
     return SpatialExplanation(probe_id, probe.encoder_id, heatmaps, report, method)
@@ -184,8 +188,7 @@ def shuffled_probe(probe: LinearProbe) -> LinearProbe:
     return LinearProbe(np.random.default_rng(0).permutation(probe.weight), probe.bias, probe.card, probe.projection)
 
 
-def randomisation_check(explainer: Explainer, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
-                        maps: np.ndarray, shuffled_maps: np.ndarray) -> dict:
+def randomisation_check(maps: np.ndarray, twin_maps: np.ndarray, shuffled_maps: np.ndarray) -> dict:
     """Do the maps depend on what the model learned? Two randomisations (Adebayo et al. 2018),
     each compared by the median Spearman rank correlation of the maps:
 
@@ -196,9 +199,9 @@ def randomisation_check(explainer: Explainer, encoder: FrameEncoder, probe: Line
     Maps that stay similar under either (correlation above SANITY_MAX_CORRELATION) do not
     depend on the model, and the check fails. A random-init encoder is its own twin, so
     its maps fail it by construction: they show the architecture, not learning.
-    `shuffled_maps` are the shuffled head's (`shuffled_probe`), computed beside `maps`."""
-    reference = reference_network(encoder)
-    parameters = _median_correlation(maps, explainer.attribute(encoder, probe, crops, reference)[0])
+    `twin_maps` are the probe's through the untrained twin (`reference_network`),
+    `shuffled_maps` the shuffled head's (`shuffled_probe`), both computed beside `maps`."""
+    parameters = _median_correlation(maps, twin_maps)
     data = _median_correlation(maps, shuffled_maps)
     finite = [v for v in (parameters, data) if np.isfinite(v)]
     worst = max(finite) if finite else 1.0  # maps without any structure explain nothing

@@ -15,6 +15,7 @@ from models.errors import AnalysisError
 from models.probes import LinearProbe
 from models.timing import STEP_RATE
 
+Attribution = tuple[np.ndarray, np.ndarray]  # maps (N, crop, crop) in 0..1 and step logits (N,)
 BLUR_SIGMA_FRACTION = 1 / 8  # the blurred crop's Gaussian sigma as a share of the crop side
 LOGIT_BATCH = 16
 
@@ -65,6 +66,13 @@ class Explainer:
         the probe); a method whose passes do not depend on the head shares them."""
         return [self.attribute(encoder, probe, crops, network) for probe in probes]
 
+    def attribute_with_twin(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                            twin: nn.Module) -> tuple[list[Attribution], Attribution]:
+        """`attribute_heads` through the encoder's network, and the first head's `attribute`
+        through `twin` (the sanity check's untrained twin); a method that feeds both networks
+        the same inputs prepares them once."""
+        return self.attribute_heads(encoder, probes, crops), self.attribute(encoder, probes[0], crops, twin)
+
 
 def to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
     """Upsample (N, h, w) maps to (N, size, size) and scale each to 0..1."""
@@ -91,10 +99,19 @@ def crop_logits(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
 def heads_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
                       network: nn.Module | None = None) -> np.ndarray:
     """(P, N) step logits of several heads, each crop through the network once."""
-    network = network or encoder.torch_module()
-    out = []
+    return networks_crop_logits(encoder, probes, crops, [network])[0]
+
+
+def networks_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                         networks: Sequence[nn.Module | None]) -> list[np.ndarray]:
+    """Per network (None: the encoder's own), the (P, N) step logits of several heads; each
+    batch of crops is preprocessed once for all networks."""
+    networks = [network or encoder.torch_module() for network in networks]
+    out: list[list[np.ndarray]] = [[] for _ in networks]
     with torch.no_grad():
         for start in range(0, len(crops), LOGIT_BATCH):
-            features = network(encoder.preprocess(crops[start:start + LOGIT_BATCH]))
-            out.append(np.stack([probe.torch_logits(features).float().numpy() for probe in probes]))
-    return np.concatenate(out, axis=1)
+            pixels = encoder.preprocess(crops[start:start + LOGIT_BATCH])
+            for rows, network in zip(out, networks):
+                features = network(pixels)
+                rows.append(np.stack([probe.torch_logits(features).float().numpy() for probe in probes]))
+    return [np.concatenate(rows, axis=1) for rows in out]

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
-from explain.explainers.base import Explainer, blurred_crops, heads_crop_logits, to_crop_size
+from explain.explainers.base import Attribution, Explainer, blurred_crops, networks_crop_logits, to_crop_size
 from models.encoders.vision import FrameEncoder
 from models.probes import LinearProbe
 
@@ -30,25 +30,34 @@ class Occlusion(Explainer):
 
     def attribute(self, encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
                   network: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return occlusion(encoder, [probe], crops, network)[0]
+        return occlusion(encoder, [probe], crops, [network])[0][0]
 
     def attribute_heads(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
                         network: nn.Module | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        return occlusion(encoder, probes, crops, network)
+        return occlusion(encoder, probes, crops, [network])[0]
+
+    def attribute_with_twin(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
+                            twin: nn.Module) -> tuple[list[Attribution], Attribution]:
+        heads, twin_heads = occlusion(encoder, probes, crops, [None, twin])
+        return heads, twin_heads[0]
 
 
 def occlusion(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
-              network: nn.Module | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per head, occlusion maps (N, crop, crop) in 0..1 and the step logits (N,) of face crops
-    (N, H, W, 3); every occluded crop runs through the network once for all heads. `network`
-    replaces the encoder's (for the sanity check)."""
+              networks: Sequence[nn.Module | None] = (None,)) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per network (None: the encoder's own; the sanity check's twin beside it) and head,
+    occlusion maps (N, crop, crop) in 0..1 and the step logits (N,) of face crops (N, H, W, 3);
+    every occluded crop is preprocessed once and runs through each network once for all heads."""
     side = crops.shape[1]
     corners, window = occlusion_windows(side)
-    logits = heads_crop_logits(encoder, probes, crops, network)  # (P, N)
-    drops = [_mean_drops(encoder, probes, crop, fill, logits[:, index], corners, window, network)
-             for index, (crop, fill) in enumerate(zip(crops, blurred_crops(crops)))]  # N × (P, side, side)
-    maps = np.clip(np.stack(drops, axis=1), 0, None)  # (P, N, side, side)
-    return [(to_crop_size(head_maps, side), head_logits) for head_maps, head_logits in zip(maps, logits)]
+    logits = networks_crop_logits(encoder, probes, crops, networks)  # per network (P, N)
+    drops = [_mean_drops(encoder, probes, crop, fill, [rows[:, index] for rows in logits], corners, window, networks)
+             for index, (crop, fill) in enumerate(zip(crops, blurred_crops(crops)))]  # N × per network (P, side, side)
+    out = []
+    for network_index, network_logits in enumerate(logits):
+        maps = np.clip(np.stack([crop_drops[network_index] for crop_drops in drops], axis=1), 0, None)  # (P, N, ...)
+        out.append([(to_crop_size(head_maps, side), head_logits)
+                    for head_maps, head_logits in zip(maps, network_logits)])
+    return out
 
 
 def occlusion_windows(side: int) -> tuple[list[tuple[int, int]], int]:
@@ -63,15 +72,21 @@ def occlusion_windows(side: int) -> tuple[list[tuple[int, int]], int]:
 
 
 def _mean_drops(encoder: FrameEncoder, probes: Sequence[LinearProbe], crop: np.ndarray, fill: np.ndarray,
-                logits: np.ndarray, corners: list[tuple[int, int]], window: int,
-                network: nn.Module | None) -> np.ndarray:
-    """Per head and pixel of one crop (P, side, side), the mean logit drop over the windows that cover it."""
+                logits: list[np.ndarray], corners: list[tuple[int, int]], window: int,
+                networks: Sequence[nn.Module | None]) -> list[np.ndarray]:
+    """Per network, per head and pixel of one crop (P, side, side): the mean logit drop over
+    the windows that cover it."""
     occluded = np.repeat(crop[None], len(corners), 0)
     for image, (row, col) in zip(occluded, corners):
         image[row:row + window, col:col + window] = fill[row:row + window, col:col + window]
-    drops = logits[:, None] - heads_crop_logits(encoder, probes, occluded, network)  # (P, windows)
-    total, count = np.zeros((len(probes), *crop.shape[:2])), np.zeros(crop.shape[:2])
-    for index, (row, col) in enumerate(corners):
-        total[:, row:row + window, col:col + window] += drops[:, index, None, None]
+    count = np.zeros(crop.shape[:2])
+    for row, col in corners:
         count[row:row + window, col:col + window] += 1
-    return total / count
+    out = []
+    for full, occluded_logits in zip(logits, networks_crop_logits(encoder, probes, occluded, networks)):
+        drops = full[:, None] - occluded_logits  # (P, windows)
+        total = np.zeros((len(probes), *crop.shape[:2]))
+        for index, (row, col) in enumerate(corners):
+            total[:, row:row + window, col:col + window] += drops[:, index, None, None]
+        out.append(total / count)
+    return out

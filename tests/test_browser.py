@@ -1,6 +1,7 @@
 """The app in headless Chromium, as a first-time user meets it: desktop and phone layouts,
-the verdict first, segment chips and gallery clicks, an error that stays, a new video that
-clears both tabs, cancel, keyboard-driven annotation, the ExDDV CSV round trip.
+the verdict first, segment chips and gallery clicks, an error that stays, a checkpoint
+upload, a new video that clears both tabs, cancel, keyboard-driven annotation, the ExDDV
+CSV round trip.
 
 Every state is saved as a screenshot into $AVXPLAIN_SCREENSHOTS (default out/screenshots);
 with AVXPLAIN_UPDATE_SCREENSHOTS=1 the README's ones in docs/screenshots are replaced too.
@@ -174,6 +175,30 @@ def test_a_bad_upload_after_a_good_one_shows_an_error_that_stays(page, server, t
     log = (server["home"] / "app.log").read_text().splitlines()
     refusals = [index for index, line in enumerate(log) if "refused holiday.mp4" in line]
     assert refusals and not log[refusals[0] + 1:refusals[0] + 2] == ["Traceback (most recent call last):"]
+
+
+def test_a_checkpoint_uploaded_on_the_page_is_checked_and_named(page, tmp_path):
+    """The Checkpoints panel: a file that is not a checkpoint is refused with the reason, on
+    the page; a BRAVEn checkpoint is checked on upload and named as the one the session's
+    BRAVEn probes now run from (with the unknown-checkpoint warning)."""
+    from models.encoders.braven import BRAVEnConfig
+    from tests.test_braven import write_checkpoint
+
+    desktop = page()
+    desktop.locator("#checkpoints").get_by_text("Checkpoints: AV-HuBERT or BRAVEn").click()
+    notes = tmp_path / "notes.pth"
+    notes.write_text("not a checkpoint\n")
+    desktop.locator("#checkpoint-file input[type=file]").set_input_files(str(notes))
+    desktop.wait_for_selector("#checkpoint-status:has-text('Not used')", timeout=60_000)
+    assert "is not a PyTorch checkpoint" in desktop.locator("#checkpoint-status").inner_text()
+    checkpoint = tmp_path / "braven-tiny.pth"
+    write_checkpoint(checkpoint, config=BRAVEnConfig(layers=1, dim=1024, ffn_dim=64, heads=4))
+    desktop.locator("#checkpoint-file button[aria-label='Clear']").first.click()
+    desktop.locator("#checkpoint-file input[type=file]").set_input_files(str(checkpoint))
+    desktop.wait_for_selector("#checkpoint-status:has-text('runs from braven-tiny.pth')", timeout=60_000)
+    status = desktop.locator("#checkpoint-status").inner_text()
+    assert "braven-large-v" in status and "is not one this app knows" in status
+    shoot(desktop, "desktop_checkpoint.png")
 
 
 def test_a_new_video_after_an_analysis_clears_both_tabs(page, server):

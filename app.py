@@ -557,7 +557,7 @@ def use_checkpoint(encoder_id: str | None, path: str | None, session: Session | 
     session.shown = None  # the same clip and probes now give other features
     warning = checkpoint_warning(encoder_id, path)
     return session, (f"**{encoder_id}** runs from {html.escape(Path(path).name)} in this session: the probes on it "
-                     f"(Trained probes) now compute their features here." + (f"\n\n⚠ {html.escape(warning)}."
+                     f"(under Trained probes) now compute their features from it." + (f"\n\n⚠ {html.escape(warning)}."
                                                                            if warning else ""))
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
-from models.encoders.external import CHECKPOINT_GUIDES
+from models.encoders.external import CHECKPOINT_FAMILIES
 from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.media import file_sha256
@@ -65,7 +65,7 @@ _EXTERNAL_ENCODERS = [  # features from a file (--features), or computed here fr
                               "output after its final norm")
       for size, dim, layers in (("large", 1024, 24), ("base", 512, 12))),
 ]
-NATIVE_FAMILIES = set(CHECKPOINT_GUIDES)  # external families that also run here from their published checkpoint
+NATIVE_FAMILIES = set(CHECKPOINT_FAMILIES)  # external families that also run here from their published checkpoint
 
 
 _PACKAGE_ENCODERS = [
@@ -183,7 +183,7 @@ def checkpoint_warning(encoder_id: str, weights: str | None) -> str | None:
     digest = file_sha256(weights)
     if digest in KNOWN_CHECKPOINTS[family]:
         return None
-    return (f"the {family} checkpoint {Path(weights).name} (SHA-256 {digest[:16]}…) is not one this app knows "
+    return (f"the {CHECKPOINT_FAMILIES.get(family, family)} checkpoint {Path(weights).name} (SHA-256 {digest[:16]}…) is not one this app knows "
             f"(the authors publish no SHA-256); its features are only as trustworthy as its source: check the file "
             f"against where you got it")
 

@@ -14,9 +14,9 @@ from models.encoders.base import ClipInputs, Encoder, EncoderSpec, Progress, fit
 from models.errors import AnalysisError
 
 NPZ_KEYS = {"audio-visual": ("multimodal",), "audio": ("audio",), "lips": ("visual", "video")}
-# External families that also run here from their published checkpoint → the README section
-# that says where users get the files.
-CHECKPOINT_GUIDES = {"avhubert": "AV-HuBERT checkpoints", "braven": "BRAVEn checkpoints"}
+# External families that also run here from their published checkpoint → their name as the
+# authors write it (the README section "NAME checkpoints" says where users get the files).
+CHECKPOINT_FAMILIES = {"avhubert": "AV-HuBERT", "braven": "BRAVEn"}
 
 
 def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
@@ -45,8 +45,8 @@ def load_feature_file(path: str | Path, spec: EncoderSpec) -> np.ndarray:
 
 def missing_features(spec: EncoderSpec) -> AnalysisError:
     """The one message for an external encoder whose features (or checkpoint) were not given."""
-    if spec.family in CHECKPOINT_GUIDES:
-        guide = CHECKPOINT_GUIDES[spec.family]
+    if spec.family in CHECKPOINT_FAMILIES:
+        guide = f"{CHECKPOINT_FAMILIES[spec.family]} checkpoints"
         return AnalysisError(f"encoder {spec.id} needs its published checkpoint or its features.",
                              hint=f"Pass --weights {spec.id}=CHECKPOINT.pt (see README: {guide}), or "
                                   f"--features {spec.id}=FILE.npy (steps × {spec.dim} at 25 Hz).")

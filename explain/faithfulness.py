@@ -141,17 +141,18 @@ def temporal_faithfulness(logits: np.ndarray, importance: np.ndarray | None = No
         raise AnalysisError(f"a temporal explanation of {importance.shape} steps does not fit {logits.shape} logits.")
     rng, calibration = np.random.default_rng(seed), calibration or Calibration()
     fractions = np.linspace(0.0, 1.0, steps + 1)
-    ranked = _step_curves(logits, ranking(importance, rng), fractions, calibration)
-    random = np.mean([_step_curves(logits, rng.permutation(len(logits)), fractions, calibration)
-                      for _ in range(TEMPORAL_RANDOM_ORDERS)], 0)
+    orders = [ranking(importance, rng)] + [rng.permutation(len(logits)) for _ in range(TEMPORAL_RANDOM_ORDERS)]
+    curves = _step_curves(logits, orders, fractions, calibration)  # (orders, 2, K + 1)
+    ranked, random = curves[0], curves[1:].mean(0)
     return Faithfulness(fractions, ranked[:1], ranked[1:], random[:1], random[1:])
 
 
-def _step_curves(logits: np.ndarray, order: np.ndarray, fractions: np.ndarray,
+def _step_curves(logits: np.ndarray, orders: list[np.ndarray], fractions: np.ndarray,
                  calibration: Calibration) -> np.ndarray:
-    """(2, K + 1): the calibrated pooled score as the first f of `order` are deleted (set to
-    the lowest logit), then as they are shown over that floor."""
-    chosen = _leading(order, fractions)
+    """(orders, 2, K + 1): per order, the calibrated pooled score as its first f steps are
+    deleted (set to the lowest logit), then as they are shown over that floor; every
+    variant of the clip scored in one batch."""
+    chosen = np.stack([_leading(order, fractions) for order in orders])  # (orders, K + 1, T)
     floor = logits.min()
-    deleted, shown = np.where(chosen, floor, logits), np.where(chosen, logits, floor)
-    return np.stack([[calibration.clip_probability(row) for row in rows] for rows in (deleted, shown)])
+    variants = np.stack([np.where(chosen, floor, logits), np.where(chosen, logits, floor)], axis=1)
+    return calibration.clip_probabilities(variants.reshape(-1, len(logits))).reshape(variants.shape[:3])

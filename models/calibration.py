@@ -92,7 +92,17 @@ class Calibration:
 
     def clip_probability(self, logits: np.ndarray) -> float:
         """P(fake) of a clip from its step logits, by this calibration's clip score."""
-        return float(self.probability(clip_score(logits, self.score, self.noise_floor), len(logits)))
+        return float(self.clip_probabilities(np.asarray(logits)[None])[0])
+
+    def clip_probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """P(fake) of each row of (R, T) step logits, as `clip_probability` gives it for
+        one (the deletion and insertion curves score hundreds of variants of a clip)."""
+        rows = np.asarray(rows, np.float64)
+        if self.score in CONTRAST_SCORES:
+            scores = strongest_run(step_evidence(rows, self.score, self.noise_floor))
+        else:
+            scores = np.array([clip_score(row, self.score) for row in rows])
+        return self.probability(scores, rows.shape[-1])
 
     def step_inputs(self, logits: np.ndarray) -> np.ndarray:
         """What the step mapping reads: the logits, or their (scaled) contrast with the clip's level."""
@@ -114,50 +124,64 @@ def clip_score(logits: np.ndarray, kind: str = "log-mean-exp", noise_floor: floa
 
 
 def step_evidence(logits: np.ndarray, kind: str, noise_floor: float = 0.0) -> np.ndarray:
-    """Per step, what the clip score of `kind` is made of: the logits themselves, their
-    contrast with the clip's level, or that contrast in units of the clip's step noise."""
+    """Per step (the last axis: one clip, or rows of clips), what the clip score of `kind` is
+    made of: the logits themselves, their contrast with the clip's level, or that contrast
+    in units of the clip's step noise."""
     if kind == "contrast":
         return contrast(logits)
     if kind == "scaled-contrast":
         differences = contrast(logits)
-        return differences / max(noise_scale(differences), noise_floor, 1e-9)
+        return differences / np.maximum(noise_scale(differences), max(noise_floor, 1e-9))[..., None]
     return np.asarray(logits, np.float64)
 
 
-def noise_scale(differences: np.ndarray) -> float:
-    """A robust standard deviation of a clip's contrast: 1.4826 × its median absolute
-    deviation (a manipulated stretch shorter than half the clip barely moves it)."""
-    if not len(differences):
-        return 0.0
-    return float(MAD_TO_SD * np.median(np.abs(differences - np.median(differences))))
+def noise_scale(differences: np.ndarray) -> np.ndarray | float:
+    """A robust standard deviation of a clip's contrast (along the last axis): 1.4826 × its
+    median absolute deviation (a manipulated stretch shorter than half the clip barely
+    moves it)."""
+    differences = np.asarray(differences, np.float64)
+    if not differences.shape[-1]:
+        return np.zeros(differences.shape[:-1]) if differences.ndim > 1 else 0.0
+    centre = np.median(differences, axis=-1, keepdims=True)
+    scale = MAD_TO_SD * np.median(np.abs(differences - centre), axis=-1)
+    return float(scale) if differences.ndim == 1 else scale
 
 
 def contrast(logits: np.ndarray) -> np.ndarray:
-    """Each step logit minus the median of the steps within ±CONTRAST_HALF_WINDOW_S of it
-    (near the ends, of those that exist: no padding that would repeat an end step)."""
+    """Each step logit (along the last axis) minus the median of the steps within
+    ±CONTRAST_HALF_WINDOW_S of it (near the ends, of those that exist: no padding that would
+    repeat an end step)."""
     logits = np.asarray(logits, np.float64)
     half = int(round(CONTRAST_HALF_WINDOW_S * STEP_RATE))
-    if not len(logits):
+    steps = logits.shape[-1]
+    if not steps:
         return logits.copy()
-    level = median_filter(logits, size=2 * half + 1, mode="nearest")  # right where the whole window fits
-    ends = np.unique(np.r_[np.arange(min(half, len(logits))), np.arange(max(0, len(logits) - half), len(logits))])
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(logits, half, constant_values=np.nan), 2 * half + 1)
-    ordered = np.sort(windows[ends], axis=1)  # the padding (NaN) sorts last
-    present, rows = np.sum(~np.isnan(ordered), axis=1), np.arange(len(ends))
-    level[ends] = 0.5 * (ordered[rows, (present - 1) // 2] + ordered[rows, present // 2])
+    size = (1,) * (logits.ndim - 1) + (2 * half + 1,)
+    level = median_filter(logits, size=size, mode="nearest")  # right where the whole window fits
+    ends = np.unique(np.r_[np.arange(min(half, steps)), np.arange(max(0, steps - half), steps)])
+    padding = [(0, 0)] * (logits.ndim - 1) + [(half, half)]
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(logits, padding, constant_values=np.nan), 2 * half + 1,
+                                                       axis=-1)
+    ordered = np.sort(windows[..., ends, :], axis=-1)  # the padding (NaN) sorts last
+    present = np.sum(~np.isnan(ordered[(0,) * (logits.ndim - 1)]), axis=-1)  # the same in every row
+    columns = np.arange(len(ends))
+    level[..., ends] = 0.5 * (ordered[..., columns, (present - 1) // 2] + ordered[..., columns, present // 2])
     return logits - level
 
 
-def strongest_run(values: np.ndarray, seconds: float = SEGMENT_S) -> float:
-    """The highest level that `seconds` of consecutive steps all reach (the largest
-    minimum over any window of that many steps; the clip's minimum when it is shorter)."""
+def strongest_run(values: np.ndarray, seconds: float = SEGMENT_S) -> np.ndarray | float:
+    """The highest level that `seconds` of consecutive steps (along the last axis) all reach
+    (the largest minimum over any window of that many steps; the clip's minimum when it is
+    shorter)."""
     values = np.asarray(values, np.float64)
     width = max(1, int(round(seconds * STEP_RATE)))
-    if not len(values):
-        return 0.0
-    if len(values) < width:
-        return float(values.min())
-    return float(np.lib.stride_tricks.sliding_window_view(values, width).min(1).max())
+    if not values.shape[-1]:
+        return np.zeros(values.shape[:-1]) if values.ndim > 1 else 0.0
+    if values.shape[-1] < width:
+        best = values.min(axis=-1)
+    else:
+        best = np.lib.stride_tricks.sliding_window_view(values, width, axis=-1).min(-1).max(-1)
+    return float(best) if values.ndim == 1 else best
 
 
 def clip_level(logits: np.ndarray) -> float:

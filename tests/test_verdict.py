@@ -335,3 +335,24 @@ def test_a_scaled_contrast_card_without_its_noise_floor_counts_as_uncalibrated()
     card = {"calibration": {"scale": 1.0, "shift": 0.0, "threshold": 0.8, "score": "scaled-contrast"}}
     assert not Calibration.from_card(card).fitted
     assert Calibration.from_card({"calibration": {**card["calibration"], "noise_floor": 0.5}}).fitted
+
+
+@pytest.mark.parametrize("steps", [1, 5, 37, 38, 250])
+def test_rows_of_clips_score_as_each_clip_alone(steps):
+    """The deletion curves score hundreds of variants of a clip at once: each row's contrast,
+    scaled evidence, strongest run and P(fake) are the ones that clip gets alone, at every
+    length (shorter than the contrast window, at its edge, longer)."""
+    from models.calibration import step_evidence, strongest_run
+
+    rng = np.random.default_rng(steps)
+    rows = rng.normal(size=(6, steps)) * rng.uniform(0.1, 3.0, size=(6, 1))
+    rows[2, steps // 3:steps // 3 + 5] += 4.0
+    assert np.array_equal(contrast(rows), np.stack([contrast(row) for row in rows]))
+    for kind in ("contrast", "scaled-contrast"):
+        evidence = step_evidence(rows, kind, 0.3)
+        assert np.array_equal(evidence, np.stack([step_evidence(row, kind, 0.3) for row in rows]))
+        assert np.array_equal(strongest_run(evidence), [strongest_run(row) for row in evidence])
+    assert np.array_equal(noise_scale(rows), [noise_scale(row) for row in rows])
+    calibration = Calibration(score="scaled-contrast", scale=1.5, shift=-0.5, noise_floor=0.3)
+    expected = [float(calibration.probability(clip_score(row, "scaled-contrast", 0.3), steps)) for row in rows]
+    assert np.allclose(calibration.clip_probabilities(rows), expected, rtol=0, atol=1e-15)

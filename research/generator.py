@@ -44,6 +44,7 @@ FRAME_SIZE = (320, 256)
 KINDS = ("real", "audio_modified", "real", "visual_modified", "real", "both_modified", "real", "desync")
 VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb-scotland", "en-us+f4", "en-gb-x-rp", "en-us+m7")
 HELDOUT_VOICES = ("en-gb-x-gbclan+f2", "en-us+m5", "en-gb-x-gbcwmd")
+STAND_IN_SECONDS_PER_WORD = 0.4  # espeak-ng's pace at 140–175 words a minute, for the speech stand-in without it
 ENGLISH_BASES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
                  "en-gb-x-gbcwmd")
 WORDS = ("the quick brown fox jumps over a lazy dog while seven bright planets rise above the quiet harbour "
@@ -134,9 +135,11 @@ def pretraining_voices() -> tuple[str, ...]:
 
 
 def speech(text: str, voice: str, speed: int, pitch: int, seed: int) -> np.ndarray:
-    """Mono 16 kHz speech from espeak-ng, or a speech-like stand-in without it."""
+    """Mono 16 kHz speech from espeak-ng, or without it a speech-like stand-in as long as
+    espeak-ng would speak the words (about 0.4 s a word at 140–175 words a minute), so the
+    planned segments (up to 2.6 s in) lie inside the clip either way."""
     if shutil.which("espeak-ng") is None:
-        return speech_like_audio(1.0 + 0.08 * len(text.split()), seed=seed)
+        return speech_like_audio(STAND_IN_SECONDS_PER_WORD * len(text.split()), seed=seed)
 
     with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", wav.name, text],

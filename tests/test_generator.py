@@ -5,6 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from explain.truth import read_truth, validate_truth
@@ -123,3 +124,15 @@ def test_bundled_probes_put_each_demo_clip_on_the_right_side():
         for probe_id, fake in zip(("demo/audio-selfsplice", "demo/visual-selfblend"), sides):
             if fake is not None:
                 assert (result.probes[probe_id].scores.p_fake > 0.5) == fake, (clip, probe_id)
+
+
+def test_speech_stand_in_without_espeak_outlasts_every_planned_segment(monkeypatch):
+    """Without espeak-ng the stand-in speech must still hold the segments the plans put up to
+    2.6 s in: a 1.6 s stand-in made the audio families splice past the clip's end."""
+    import research.generator as generator
+
+    which = generator.shutil.which
+    monkeypatch.setattr(generator.shutil, "which", lambda name, *a, **k: None if name == "espeak-ng" else which(name))
+    shortest = generator.speech(" ".join(generator.WORDS[:7]), "en-us", 150, 50, seed=0)
+    latest_end = max(generator._segment(np.random.default_rng(seed), real=False)[1] for seed in range(200))
+    assert len(shortest) / generator.SAMPLE_RATE > latest_end

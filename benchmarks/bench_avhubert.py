@@ -2,7 +2,7 @@
 model's FLOPs divided by the matrix-multiply peak of the precision it runs in on this CPU,
 both measured in this run (random-init weights: the time does not depend on their values).
 
-    python -m benchmarks.bench_avhubert [--steps 250] [--repeats 3] [--json docs/bench_avhubert.json]
+    python -m benchmarks.bench_avhubert [--steps 250] [--repeats 3] [--json docs/bench_avhubert_CPU.json]
 """
 from __future__ import annotations
 

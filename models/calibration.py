@@ -98,8 +98,8 @@ class Calibration:
         """P(fake) of each row of (R, T) step logits, as `clip_probability` gives it for
         one (the deletion and insertion curves score hundreds of variants of a clip)."""
         rows = np.asarray(rows, np.float64)
-        if self.score in CONTRAST_SCORES:
-            scores = strongest_run(step_evidence(rows, self.score, self.noise_floor))
+        if self.score in CONTRAST_SCORES:  # these work along the last axis: every row at once
+            scores = clip_score(rows, self.score, self.noise_floor)
         else:
             scores = np.array([clip_score(row, self.score) for row in rows])
         return self.probability(scores, rows.shape[-1])
@@ -112,10 +112,10 @@ class Calibration:
         return sigmoid(self.step_scale * self.step_inputs(logits) + self.step_shift)
 
 
-def clip_score(logits: np.ndarray, kind: str = "log-mean-exp", noise_floor: float = 0.0) -> float:
+def clip_score(logits: np.ndarray, kind: str = "log-mean-exp", noise_floor: float = 0.0) -> float | np.ndarray:
     """The clip's score of `kind` (CLIP_SCORES): the log-mean-exp of the step logits
     (logsumexp − log T, unchanged by repeating a clip), or the strongest run of the (scaled)
-    contrast."""
+    contrast (along the last axis: one score per row of clips)."""
     if kind in CONTRAST_SCORES:
         return strongest_run(step_evidence(logits, kind, noise_floor))
     if kind != "log-mean-exp":

@@ -93,13 +93,7 @@ def crop_logits(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
                 network: nn.Module | None = None) -> np.ndarray:
     """The probe's step logits (N,) of (N, H, W, 3) uint8 crops through the encoder's network
     (or `network`), in batches of LOGIT_BATCH, without gradients."""
-    return heads_crop_logits(encoder, [probe], crops, network)[0]
-
-
-def heads_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
-                      network: nn.Module | None = None) -> np.ndarray:
-    """(P, N) step logits of several heads, each crop through the network once."""
-    return networks_crop_logits(encoder, probes, crops, [network])[0]
+    return networks_crop_logits(encoder, [probe], crops, [network])[0][0]
 
 
 def networks_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,

@@ -30,19 +30,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import gradio as gr
 import numpy as np
 
-from explain.alignment import align_clicks, alignment_figure, click_step, summarise
-from explain.annotations import AnnotationStore, Click, export_exddv, import_exddv
-from explain.figures import TimeAxis, mouth_strip
-from explain.reports import WrittenReport, write_report
-from explain.spatial import Heatmap, explain_spatial, overlay, spatial_probes
-from explain.temporal import top_peaks
-from explain.verdict import modality_detail
-from models.analysis import AnalysisOptions, AnalysisResult, analyze, warm_up
+from explain.annotations import AnnotationStore, Click, click_step, export_exddv, import_exddv
 from models.encoders import (
     checkpoint_encoders,
     checkpoint_warning,
@@ -54,10 +48,15 @@ from models.encoders import (
 from models.errors import AnalysisError
 from models.media import Clip, MediaLimits, decode, file_sha256, inspect_media
 from models.runtimes import estimate_seconds, record_runtime, remaining_seconds
-from models.settings import Settings
 from models.sync import AGREEMENT_SCORER_ID, SYNC_SCORER_ID, SYNC_SCORERS
 from models.timing import STEP_RATE, step_centre
 from models.zoo import DEFAULT_SCORERS, describe_probe, load_probe, usable_probes
+
+if TYPE_CHECKING:  # the analysis and explanation modules load torch: the callbacks import them once the page is served
+    from explain.figures import TimeAxis
+    from explain.reports import WrittenReport
+    from explain.spatial import Heatmap
+    from models.analysis import AnalysisOptions, AnalysisResult
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = [str(p) for folder in ("demo", "examples") for p in sorted((ASSETS / folder).glob("*.mp4"))]
@@ -119,6 +118,7 @@ ANALYSIS_WORKERS = ThreadPoolExecutor(2 * int(os.environ.get("AVXPLAIN_CONCURREN
 MARKER_COLOUR = (255, 40, 200)  # the annotator's own points
 OTHERS_COLOUR = (40, 200, 255)  # other annotators' points, when shown
 LOG = logging.getLogger("avxplain.app")
+WARM_UP_DONE = "ready to analyse: torch, the probes' encoders and the face graphs loaded in"
 
 
 def settings_limits() -> MediaLimits:
@@ -132,6 +132,9 @@ def settings_limits() -> MediaLimits:
 def settings_options(uploaded: dict[str, str] | None = None) -> AnalysisOptions:
     """The server's settings, with checkpoints a session uploaded (`uploaded`, encoder id →
     path) beside the operator's."""
+    from models.analysis import AnalysisOptions  # lazy: needs torch
+    from models.settings import Settings  # lazy: needs torch
+
     weights = {**configured_weights(), **(uploaded or {})}
     return AnalysisOptions(settings=Settings(limits=settings_limits(), weights=weights),
                            time_limit_s=float(os.environ.get("AVXPLAIN_TIME_LIMIT_S", 300)))
@@ -293,6 +296,9 @@ def analyse_into_folder(video: str | None, probe_ids: list[str], report, previou
                                                   "clip.")
     if not probe_ids:
         raise AnalysisError("no probe chosen.", hint="Tick at least one probe.")
+    from explain.reports import write_report  # lazy: needs torch
+    from models.analysis import analyze  # lazy: needs torch
+
     folder = out or scratch_folder("reports")
     try:
         result = analyze(video, probe_ids, settings_options(uploaded), progress=report, previous=previous)
@@ -610,6 +616,8 @@ def return_freed_memory() -> None:
 
 
 def _first_peak(result: AnalysisResult) -> int:
+    from explain.temporal import top_peaks  # lazy: needs torch
+
     first = next(iter(result.probes.values()))
     return int(top_peaks(first.scores.logits, 1)[0])
 
@@ -640,6 +648,8 @@ def segment_chips(verdict: dict) -> list[tuple[str, str]]:
 def verdict_card(verdict: dict, media, to_come: str = "") -> str:
     """The verdict first: label, calibrated P(fake) and threshold, each modality, the A/V
     offset and every caveat, for the file (name and hash) it belongs to."""
+    from explain.verdict import modality_detail  # lazy: needs torch
+
     label = verdict["label"]
     p_fake = "" if verdict["p_fake"] is None else \
         f"calibrated P(fake) <b>{verdict['p_fake']:.3f}</b> · threshold {verdict['threshold']:.3f}"
@@ -675,6 +685,8 @@ def details_markdown(result: AnalysisResult) -> str:
 def show_step(step: float, session: Session | None, probe_id: str | None = None):
     """The curves with a cursor at one step, the frame there with a face probe's heatmap (the
     given one, else the first) and every probe's score there."""
+    from explain.spatial import explain_spatial, overlay, spatial_probes  # lazy: needs torch
+
     if session is None or session.result is None:
         return gr.skip(), None, ""
     result = session.result
@@ -698,6 +710,8 @@ def show_step(step: float, session: Session | None, probe_id: str | None = None)
 
 def with_mouths(frame: np.ndarray, result: AnalysisResult, step: int) -> np.ndarray:
     """The step's frame with the strip of mouth regions around it below, when faces were tracked."""
+    from explain.figures import mouth_strip  # lazy: needs torch
+
     if result.face_track is None:
         return frame
     return np.vstack([frame, mouth_strip(result.clip.frames, result.face_track, step, frame.shape[1])])
@@ -853,6 +867,9 @@ def import_clicks(file: str | None, skip_bad: bool, annotator: str, show_others:
 
 def alignment_view(session: Session | None, probe_id: str | None):
     """MAE between this video's clicks and the heatmap maxima, with its baselines."""
+    from explain.alignment import align_clicks, alignment_figure, summarise  # lazy: needs torch
+    from explain.spatial import spatial_probes  # lazy: needs torch
+
     if session is None or session.result is None:
         raise user_error("Analyse the video with a face probe first (Analyse tab).")
     face_probes = spatial_probes(session.result)
@@ -1082,10 +1099,21 @@ def build_app() -> gr.Blocks:
     return app
 
 
+def warm_up(probe_ids: list[str]) -> None:
+    """Load what a first analysis needs (torch, the encoders, the explainers and figures, the
+    face graphs) in the background once the page is served, so neither waits for the other."""
+    started = time.perf_counter()
+    import explain.reports  # noqa: F401  # lazy: torch and the report's modules, after the page is served
+    from models.analysis import warm_up as warm_up_models  # lazy: as above
+
+    warm_up_models(probe_ids)
+    LOG.info("%s %.1f s", WARM_UP_DONE, time.perf_counter() - started)
+
+
 def launch(app: gr.Blocks | None = None, **kwargs):
     """Queue with a concurrency limit (several people can share one instance) and serve; the
-    one-time loading a first analysis would pay (~4 s) starts once the page is served, so it
-    does not delay it."""
+    one-time loading a first analysis would pay (torch's import, the models: ~6 s) starts once
+    the page is served, so it does not delay it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = app or build_app()
     limit_heap_arenas()

@@ -18,8 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_generalisation import (MODALITIES, QUICK_FAMILIES, ROOT, ensure_data, fit_probe, load_clips,
-                                             present_families)
+from benchmarks.bench_generalisation import (
+    MODALITIES,
+    QUICK_FAMILIES,
+    ROOT,
+    ensure_data,
+    fit_probe,
+    load_clips,
+    present_families,
+)
 from benchmarks.machine import cpu_line
 from explain.alignment import FRAME_CENTRE, face_centre, mae
 from explain.explainers import default_explainer, list_explainers

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from explain.annotations import Click
+from explain.annotations import Click, click_step
 from explain.spatial import (
     SpatialExplanation,
     cascade_depths,
@@ -44,12 +44,6 @@ FRAME_CENTRE = (0.5, 0.5)
 def mae(a: tuple[float, float], b: tuple[float, float]) -> float:
     """The alignment error defined above, for one pair of points."""
     return (abs(a[0] - b[0]) + abs(a[1] - b[1])) / 2
-
-
-def click_step(click: Click, fps: float, n_steps: int) -> int:
-    """The analysis step of a click: from its time when known, else its frame index at `fps`."""
-    seconds = click.time if click.time is not None else click.frame_index / fps
-    return int(min(max(0, np.floor(seconds * STEP_RATE + 1e-9)), n_steps - 1))
 
 
 @dataclass

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from models.cache import app_home, atomic_write
 from models.errors import AnalysisError
+from models.timing import STEP_RATE
 
 EXDDV_COLUMNS = ("id", "username", "movie_name", "text", "dataset", "manipulation", "click_locations",
                  "difficulty", "split")
@@ -64,6 +65,12 @@ class Click:
         if len(self.note) > MAX_NOTE_CHARS:
             raise AnalysisError(f"{where}: the note is {len(self.note)} characters; at most {MAX_NOTE_CHARS}.")
         return self
+
+
+def click_step(click: Click, fps: float, n_steps: int) -> int:
+    """The analysis step of a click: from its time when known, else its frame index at `fps`."""
+    seconds = click.time if click.time is not None else click.frame_index / fps
+    return int(min(max(0, math.floor(seconds * STEP_RATE + 1e-9)), n_steps - 1))
 
 
 def default_url() -> str:

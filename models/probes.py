@@ -16,15 +16,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from models.cache import atomic_write
 from models.encoders import get_spec
 from models.errors import AnalysisError
+
+if TYPE_CHECKING:
+    import torch
 
 CARD_REQUIRED = ("id", "encoder", "dim")
 STEP_PROBABILITY = "sigmoid(2*s_t)"
@@ -83,10 +86,12 @@ class LinearProbe:
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise AnalysisError(f"probe {self.id} takes (steps × {self.dim}) features, got {features.shape}.")
-        return self.torch_logits(torch.from_numpy(features)).numpy()
+        return self.torch_logits(_torch().from_numpy(features)).numpy()
 
     def torch_logits(self, features: torch.Tensor) -> torch.Tensor:
         """The same head as a differentiable function of (N × D) features (Grad-CAM), in their dtype."""
+        torch = _torch()
+
         def tensor(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.asarray(array)).to(features.dtype)
 
@@ -100,6 +105,14 @@ class LinearProbe:
         video_score = logsumexp(logits)
         return ProbeScores(logits=logits, probabilities=sigmoid(2 * logits), video_score=video_score,
                            p_fake=float(sigmoid(2 * video_score)))
+
+
+def _torch():
+    """torch, imported on first use: the probe cards and zoo are read at the app's start-up,
+    which must not wait for torch."""
+    import torch  # lazy: see the docstring
+
+    return torch
 
 
 def fuse(scores: list[ProbeScores]) -> ProbeScores:
@@ -191,7 +204,7 @@ def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:
     with weights_only=True, checked against its hyper-parameters."""
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = _torch().load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
         raise AnalysisError(f"is not a readable probe checkpoint ({type(error).__name__}).", path=path,
                             hint="Released SSR-DFD probes are PyTorch Lightning .ckpt files.") from None

@@ -17,7 +17,7 @@ from models.encoders.base import (
     MOUTH_MODALITIES,
     STRIDED_FAMILIES,
     EncoderSpec,
-    resolve_dtype,
+    dtype_name,
 )
 from models.encoders.project import bundled_sha256
 from models.errors import AnalysisError
@@ -58,7 +58,7 @@ class Settings:
         tracker's version and any non-default working frame size; face tracking; for encoders of mouth
         regions the mouth region's version and landmark source; the encoder stride of
         per-frame encoders; and, when they can change, which weights."""
-        dtype = str(resolve_dtype(self.precision)).removeprefix("torch.")
+        dtype = dtype_name(self.precision)
         key = f"{spec.preprocessing_version}-d{spec.dim}-{dtype}-faces{self.face_stride}"
         if spec.modality in FACE_MODALITIES or spec.modality in MOUTH_MODALITIES:
             key += f"-tracker{TRACKER_VERSION}" + ("-tracked" if self.face_tracking else "")

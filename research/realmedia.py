@@ -15,7 +15,7 @@ import numpy as np
 
 from models.media import write_test_clip
 from models.timing import SAMPLE_RATE
-from research.generator import ClipPlan, update_description, identities, render_clip
+from research.generator import ClipPlan, identities, render_clip, update_description
 from research.sources import load_audio, source_path, sources
 
 SPEECH_BEDS = (None, "noise", "cantina")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from models.encoders.base import ClipInputs, Encoder, EncoderSpec, pair_frames  # noqa: F401 (re-export)
 from models.encoders.external import CHECKPOINT_FAMILIES
-from models.encoders.vision import FrameEncoder
 from models.errors import AnalysisError
 from models.media import file_sha256
 
@@ -155,6 +154,8 @@ def _encoder_class(family: str) -> type[Encoder]:
 def takes_face_crops(encoder_id: str) -> bool:
     """True for encoders that embed each step's face crop as an image (CLIP, FSFM, self-blend):
     the ones Grad-CAM can explain spatially."""
+    from models.encoders.vision import FrameEncoder  # lazy: it needs torch, which the registry must not load
+
     spec = get_spec(encoder_id)
     return spec.source != "external" and issubclass(_encoder_class(spec.family), FrameEncoder)
 

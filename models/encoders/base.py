@@ -4,15 +4,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from models.errors import AnalysisError
 from models.faces import FaceTrack, lip_view
 from models.landmarks import DEFAULT_ALIGNMENT, MOUTH_ALIGNMENTS
 from models.media import Clip, StepFrames
+
+if TYPE_CHECKING:
+    import torch
 
 Progress = Callable[[float], None] | None
 MODALITIES = ("audio", "lips", "face", "frame", "audio-visual")
@@ -114,15 +116,23 @@ class Encoder:
         return None
 
 
-def resolve_dtype(precision: str) -> torch.dtype:
-    """'fp32', 'bf16', or 'auto' (bf16 where the CPU has native bf16 matrix units)."""
+def dtype_name(precision: str) -> str:
+    """The torch dtype name that 'fp32', 'bf16' or 'auto' (bf16 where the CPU has native bf16
+    matrix units) stands for; without importing torch (cache keys, the app's start-up)."""
     if precision == "fp32":
-        return torch.float32
+        return "float32"
     if precision == "bf16":
-        return torch.bfloat16
+        return "bfloat16"
     if precision == "auto":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+        return "bfloat16" if cpu_has_fast_bf16() else "float32"
     raise AnalysisError(f"unknown precision {precision!r}.", hint="Use fp32, bf16 or auto.")
+
+
+def resolve_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of `precision` (see dtype_name)."""
+    import torch  # lazy: this module is on the app's start-up path, which must not wait for torch
+
+    return getattr(torch, dtype_name(precision))
 
 
 def precision_warning(precision: str) -> str | None:

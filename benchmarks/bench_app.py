@@ -5,7 +5,7 @@ default probes (and when its first result, the audio verdict, arrived), the same
 the models load in the background once the page is served, so a second fresh process
 measures when the app is ready to analyse and the first analysis of a clip dropped then.
 
-    python -m benchmarks.bench_app [--runs 3] [--json docs/bench_app.json]
+    python -m benchmarks.bench_app [--runs 3] [--json docs/bench_app_CPU.json]
 
 Figures are medians over `--runs` fresh app processes, printed with their targets and the
 CPU they ran on.

@@ -67,9 +67,9 @@ def start(home: str) -> tuple[subprocess.Popen, str, float, float]:
 def wait_for_warm_up(process: subprocess.Popen, home: str, started: float) -> float:
     """Seconds from the process start until the app logged that its warm-up finished."""
     log = Path(home) / "app.log"
-    while WARM_UP_DONE not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.perf_counter() - started > 300:
-            raise RuntimeError(f"the app's warm-up did not finish: {log.read_text(errors='replace')[-1000:]}")
+    while WARM_UP_DONE not in (text := log.read_text(errors="replace")):
+        if "Traceback" in text or process.poll() is not None or time.perf_counter() - started > 300:
+            raise RuntimeError(f"the app's warm-up did not finish: {text[-1000:]}")
         time.sleep(0.05)
     return time.perf_counter() - started
 

@@ -648,11 +648,9 @@ def segment_chips(verdict: dict) -> list[tuple[str, str]]:
 def verdict_card(verdict: dict, media, to_come: str = "") -> str:
     """The verdict first: label, calibrated P(fake) and threshold, each modality, the A/V
     offset and every caveat, for the file (name and hash) it belongs to."""
-    from explain.verdict import modality_detail  # lazy: needs torch
+    from explain.verdict import headline, modality_detail  # lazy: needs torch
 
     label = verdict["label"]
-    p_fake = "" if verdict["p_fake"] is None else \
-        f"calibrated P(fake) <b>{verdict['p_fake']:.3f}</b> · threshold {verdict['threshold']:.3f}"
     rows = "".join(f"<li><b>{html.escape(name)}</b>: <span class='chip chip-{html.escape(m['label'])}'>"
                    f"{html.escape(m['label'])}</span> {html.escape(modality_detail(m))}</li>"
                    for name, m in verdict["modalities"].items())
@@ -661,7 +659,8 @@ def verdict_card(verdict: dict, media, to_come: str = "") -> str:
     caveats = "".join(f"<li>{html.escape(c)}</li>" for c in verdict["caveats"])
     pending = f"<p class='pending'>Still running: {html.escape(to_come)}…</p>" if to_come else ""
     return (f'<div class="verdict verdict-{html.escape(label)}" id="verdict-card">'
-            f'<div class="verdict-head"><span class="verdict-label">{html.escape(label.upper())}</span> {p_fake}</div>'
+            f'<div class="verdict-head"><span class="verdict-label">{html.escape(label.upper())}</span> '
+            f'{html.escape(headline(verdict))}</div>'
             f'<div class="verdict-file">{html.escape(media.name)} · {media.duration_s:.2f} s · {media.width}×'
             f'{media.height} · sha256 {html.escape(media.sha256[:12])}…</div><ul>{rows}</ul>{offset}'
             + (f'<details open><summary>Caveats ({len(verdict["caveats"])})</summary><ul class="caveats">{caveats}'

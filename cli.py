@@ -122,10 +122,9 @@ def print_verdict(verdict: dict) -> None:
     """The verdict first: label, calibrated P(fake) against its threshold, per modality,
     segments, the A/V offset and every caveat."""
     # lazy: the verdict module loads the analysis (torch); refusals print before it is needed
-    from explain.verdict import modality_detail
+    from explain.verdict import headline, modality_detail
 
-    p_fake = "—" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f} (threshold {verdict['threshold']:.3f})"
-    print(f"verdict: {verdict['label'].upper()}   P(fake) = {p_fake}")
+    print(f"verdict: {verdict['label'].upper()}   {headline(verdict)}")
     for name, modality in verdict["modalities"].items():
         print(f"  {name:<13} {modality['label']:<12} {modality_detail(modality)}")
     for segment in verdict["segments"][:10]:

@@ -72,12 +72,28 @@ class Verdict:
     av_offset_s: float | None
     caveats: list[str]
     probes: list[ProbeVerdict] = field(default_factory=list)
+    p_fake_from: str | None = None  # the modality whose calibrated P(fake) is shown: the most suspicious one
+    decided_by: list[str] = field(default_factory=list)  # the modalities whose label is the clip's
 
     def to_dict(self) -> dict:
         return {"label": self.label, "p_fake": None if self.p_fake is None else round(self.p_fake, 6),
-                "threshold": self.threshold, "modalities": self.modalities, "segments": self.segments,
+                "threshold": self.threshold, "p_fake_from": self.p_fake_from, "decided_by": self.decided_by,
+                "modalities": self.modalities, "segments": self.segments,
                 "av_offset_s": self.av_offset_s, "caveats": self.caveats,
                 "probes": [p.to_dict() for p in self.probes]}
+
+
+def headline(verdict: dict) -> str:
+    """What stands beside the label (the CLI and the app show the same): the most suspicious
+    modality's calibrated P(fake) against its threshold, and which modalities made the call,
+    so a label decided elsewhere (by the A/V offset alone, say) does not read as contradicted."""
+    parts = []
+    if verdict["p_fake"] is not None:
+        parts.append(f"calibrated P(fake) {verdict['p_fake']:.3f} · threshold {verdict['threshold']:.3f} "
+                     f"({verdict['p_fake_from']})")
+    if verdict["label"] != "uncertain" and verdict["decided_by"]:
+        parts.append(f"decided by: {', '.join(verdict['decided_by'])}")
+    return " · ".join(parts)
 
 
 def modality_detail(modality: dict) -> str:
@@ -155,11 +171,12 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
     label = _overall_label(modalities, counted)
     if not counted:
         caveats.append("only baselines ran among the probes: none of them can call the clip real or fake")
-    scored = [(m["p_fake"], m["threshold"]) for g, m in modalities.items() if g != "sync" and m.get("p_fake") is not None]
-    p_fake, threshold = max(scored, key=lambda pair: pair[0] - pair[1]) if scored else (None, None)
+    scored = [(m["p_fake"], m["threshold"], g) for g, m in modalities.items()
+              if g != "sync" and m.get("p_fake") is not None]
+    p_fake, threshold, p_fake_from = max(scored, key=lambda row: row[0] - row[1]) if scored else (None, None, None)
     return Verdict(label, p_fake, threshold, modalities, _segments(counted),
                    round(result.sync.offset_s, 4) if result.sync is not None and result.sync.reliable else None,
-                   caveats, verdicts)
+                   caveats, verdicts, p_fake_from, [g for g, m in modalities.items() if m["label"] == label])
 
 
 def _reasons_for(group: str, out_of_range: dict[str, str]) -> str | None:

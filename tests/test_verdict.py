@@ -10,7 +10,7 @@ import pytest
 
 from explain.spatial import explain_spatial
 from explain.temporal import predicted_segments
-from explain.verdict import build_verdict, clearly_real
+from explain.verdict import build_verdict, clearly_real, headline
 from models.analysis import AnalysisOptions, analyze
 from models.calibration import Calibration, calibrate, clip_score, contrast, noise_scale
 from models.faces import FaceTrack
@@ -356,3 +356,25 @@ def test_rows_of_clips_score_as_each_clip_alone(steps):
     calibration = Calibration(score="scaled-contrast", scale=1.5, shift=-0.5, noise_floor=0.3)
     expected = [float(calibration.probability(clip_score(row, "scaled-contrast", 0.3), steps)) for row in rows]
     assert np.allclose(calibration.clip_probabilities(rows), expected, rtol=0, atol=1e-15)
+
+
+def test_the_headline_names_what_decided_a_label_the_shown_probability_does_not_explain():
+    """audio_fake.mp4's voice swap shifts the mouth against the sound: the sync scorer calls the
+    clip fake while the calibrated probes stay under their thresholds. The score beside the
+    label names its modality and the modalities that made the call (it read as contradicting
+    the label: "FAKE  P(fake) 0.393 (threshold 0.666)")."""
+    result = analyze(DEMO / "audio_fake.mp4", [*BUNDLED, SYNC_SCORER_ID], AnalysisOptions(cache=None))
+    verdict = build_verdict(result).to_dict()
+    assert verdict["label"] == "fake" and verdict["modalities"]["sync"]["label"] == "fake"
+    assert verdict["p_fake"] < verdict["threshold"]  # the shown probability alone would not say fake
+    assert verdict["decided_by"] == ["sync"]
+    shown = verdict["modalities"][verdict["p_fake_from"]]
+    assert (shown["p_fake"], shown["threshold"]) == (verdict["p_fake"], verdict["threshold"])
+    assert headline(verdict).endswith("decided by: sync") and f"({verdict['p_fake_from']})" in headline(verdict)
+
+
+def test_an_uncertain_headline_names_no_decision():
+    verdict = {"label": "uncertain", "p_fake": 0.4, "threshold": 0.6, "p_fake_from": "audio",
+               "decided_by": ["audio"]}
+    assert headline(verdict) == "calibrated P(fake) 0.400 · threshold 0.600 (audio)"
+    assert headline({**verdict, "p_fake": None, "label": "fake", "decided_by": ["sync"]}) == "decided by: sync"

@@ -94,6 +94,16 @@ def analyse(client: Client, clip: Path, groups: list[list[str]]) -> tuple[float,
     return total, first if first is not None else total, final
 
 
+def first_analysis(client: Client, clip: Path) -> tuple[float, float, list[list[str]]]:
+    """The first analysis of `clip` with the default probes in a fresh session: seconds to the
+    end and to the first verdict card, and the page's probe groups it used."""
+    groups = page_groups(client, "demo/audio-selfsplice", "demo/visual-selfblend", "sync/mouth-audio")
+    first_s, first_result_s, answer = analyse(client, clip, groups)
+    if "verdict-card" not in answer[0]:
+        raise RuntimeError(f"the first analysis failed: {answer[0]}")
+    return first_s, first_result_s, groups
+
+
 def cancel_latency(client: Client, groups: list[list[str]]) -> float:
     """Start an analysis, press Cancel once it is under way, time until its last answer."""
     job = client.submit(handle_file(str(CANCELLED)), *groups, api_name="/analyse_page")
@@ -115,10 +125,7 @@ def one_run(clip: Path = CLIP) -> dict:
     process, url, ready, _ = start(tempfile.mkdtemp(prefix="avxplain-bench-"))
     try:
         client = Client(url, verbose=False, download_files=False)  # time the app, not the client's downloads
-        groups = page_groups(client, "demo/audio-selfsplice", "demo/visual-selfblend", "sync/mouth-audio")
-        first_s, first_result_s, answer = analyse(client, clip, groups)
-        if "verdict-card" not in answer[0]:
-            raise RuntimeError(f"the first analysis failed: {answer[0]}")
+        first_s, first_result_s, groups = first_analysis(client, clip)
         cached_s, _, again = analyse(client, clip, groups)
         if "served from" not in again[-1]:
             raise RuntimeError(f"the repeat was analysed again: {again[-1]}")
@@ -138,11 +145,7 @@ def warm_run(clip: Path = CLIP) -> dict:
     process, url, _, started = start(home)
     try:
         warm = wait_for_warm_up(process, home, started)
-        client = Client(url, verbose=False, download_files=False)
-        groups = page_groups(client, "demo/audio-selfsplice", "demo/visual-selfblend", "sync/mouth-audio")
-        first_s, first_result_s, answer = analyse(client, clip, groups)
-        if "verdict-card" not in answer[0]:
-            raise RuntimeError(f"the first analysis failed: {answer[0]}")
+        first_s, first_result_s, _ = first_analysis(Client(url, verbose=False, download_files=False), clip)
     finally:
         process.terminate()
         process.wait(timeout=30)

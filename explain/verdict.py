@@ -73,7 +73,11 @@ class Verdict:
     caveats: list[str]
     probes: list[ProbeVerdict] = field(default_factory=list)
     p_fake_from: str | None = None  # the modality whose calibrated P(fake) is shown: the most suspicious one
-    decided_by: list[str] = field(default_factory=list)  # the modalities whose label is the clip's
+
+    @property
+    def decided_by(self) -> list[str]:
+        """The modalities whose label is the clip's."""
+        return [name for name, modality in self.modalities.items() if modality["label"] == self.label]
 
     def to_dict(self) -> dict:
         return {"label": self.label, "p_fake": None if self.p_fake is None else round(self.p_fake, 6),
@@ -176,7 +180,7 @@ def build_verdict(result: AnalysisResult, sanity_failed: list[str] | None = None
     p_fake, threshold, p_fake_from = max(scored, key=lambda row: row[0] - row[1]) if scored else (None, None, None)
     return Verdict(label, p_fake, threshold, modalities, _segments(counted),
                    round(result.sync.offset_s, 4) if result.sync is not None and result.sync.reliable else None,
-                   caveats, verdicts, p_fake_from, [g for g, m in modalities.items() if m["label"] == label])
+                   caveats, verdicts, p_fake_from)
 
 
 def _reasons_for(group: str, out_of_range: dict[str, str]) -> str | None:

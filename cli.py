@@ -285,7 +285,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path, probe = train(args.data, args.encoder, args.out, args.name, _config(args), args.attribution, _source(args),
                         progress=lambda epoch, h: print(f"epoch {epoch:3d}  train {h['train_loss']:.4f}  "
                                                         f"val {h['val_loss']:.4f}", file=sys.stderr),
-                        target=args.target)
+                        target=args.target, real_model=args.with_real_model)
     training, val = probe.card["training"], probe.card["metrics"]["val"]
     print(f"{probe.id}: best epoch {training['best_epoch']} (stopped at {training['stopped_epoch']}), "
           f"val loss {training['best_val_loss']:.4f}, val AUC {val['auc']}")
@@ -481,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder", required=True)
     train.add_argument("--attribution", choices=["manipulation", "dataset"],
                        help="triplet classes from attribution labels instead of real/fake")
+    train.add_argument("--with-real-model", action="store_true",
+                       help="add a next-step model trained on the real clips only to the probe's step logits "
+                            "(flags steps unlike real footage, whatever made them)")
     _add_training_options(train)
     train.set_defaults(run=cmd_train)
 

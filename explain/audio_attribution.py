@@ -103,8 +103,8 @@ def _step_logits(network: nn.Module, probe: LinearProbe, spectrograms: torch.Ten
     """(B, n_steps) step logits of edge-padded spectrograms, on the clip's steps as the
     encoder gives them (padding steps dropped, then trimmed or the last step repeated)."""
     features = network(spectrograms)[:, EDGE_STEPS:]
-    batch, available, width = features.shape
-    logits = probe.torch_logits(features.reshape(batch * available, width)).reshape(batch, available)
+    available = features.shape[1]
+    logits = torch.stack([probe.torch_logits(clip) for clip in features])  # each its own sequence
     return logits[:, fit_steps(np.arange(available)[:, None], n_steps)[:, 0]]
 
 

@@ -8,7 +8,16 @@ Per-step probability: the paper leaves it open; we use sigmoid(2 s_t), which is 
 the video probability would be for a one-step video, so 0.5 is the same decision
 boundary on both curves.
 
-Files: NAME.safetensors (`head.weight` (1, D), `head.bias` (1,)) + NAME.json card.
+A probe may also carry a real-data next-step model (`models/anomaly.py`, trained on real
+clips only): its step logit is then the head's logit plus that model's prediction error,
+each in units of its typical step noise on the real validation clips,
+s_t = head_t / head_unit + error_t / model_unit. The head knows the manipulations it was
+trained on; the real-data model flags steps unlike real footage whatever made them
+(`benchmarks/bench_generalisation.py` measures both, alone and together, on families
+neither saw).
+
+Files: NAME.safetensors (`head.weight` (1, D), `head.bias` (1,), and `real.*` for a
+real-data model) + NAME.json card (`real_model`: its network, units and training).
 Released SSR-DFD Lightning checkpoints are read with torch.load(weights_only=True).
 """
 from __future__ import annotations
@@ -28,6 +37,8 @@ from models.errors import AnalysisError
 
 if TYPE_CHECKING:
     import torch
+
+    from models.anomaly import NextStepPredictor
 
 CARD_REQUIRED = ("id", "encoder", "dim")
 STEP_PROBABILITY = "sigmoid(2*s_t)"
@@ -59,6 +70,17 @@ class ProbeScores:
 
 
 @dataclass
+class RealDataModel:
+    """A next-step model trained on real clips, added to a probe's step logits; each term
+    is divided by its typical step noise on real validation clips so both count alike."""
+
+    network: NextStepPredictor
+    head_unit: float
+    model_unit: float
+    card: dict = field(default_factory=dict)  # kind, network settings, training
+
+
+@dataclass
 class LinearProbe:
     """The paper's per-step linear head with its card; optionally behind a small
     projection (the FSFM-paper triplet variant): s_t = w · relu(P x_t/||x_t|| + c) + b."""
@@ -67,6 +89,7 @@ class LinearProbe:
     bias: float
     card: dict = field(default_factory=dict)
     projection: tuple[np.ndarray, np.ndarray] | None = None  # (P × D weight, (P,) bias)
+    real_model: RealDataModel | None = None
 
     @property
     def id(self) -> str:
@@ -86,10 +109,22 @@ class LinearProbe:
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise AnalysisError(f"probe {self.id} takes (steps × {self.dim}) features, got {features.shape}.")
-        return self.torch_logits(_torch().from_numpy(features)).numpy()
+        torch = _torch()
+        with torch.no_grad():
+            return self.torch_logits(torch.from_numpy(features)).numpy()
 
     def torch_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The same head as a differentiable function of (N × D) features (Grad-CAM), in their dtype."""
+        """s_t as a differentiable function of one clip's (T × D) features, in their dtype."""
+        logits = self.head_logits(features)
+        if self.real_model is None:
+            return logits
+        errors = self.real_model.network.score(features.float()).to(features.dtype)
+        return logits / self.real_model.head_unit + errors / self.real_model.model_unit
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The linear head alone, each of the (N × D) rows on its own (a batch of crops of one
+        step, as the spatial explanations feed it): the part of s_t that one step's input
+        decides. A real-data model's part also depends on the steps before, so it is not here."""
         torch = _torch()
 
         def tensor(array: np.ndarray) -> torch.Tensor:
@@ -139,6 +174,11 @@ def save_probe(probe: LinearProbe, folder: str | Path) -> Path:
     if probe.projection is not None:
         tensors["proj.weight"] = probe.projection[0].astype(np.float32)
         tensors["proj.bias"] = probe.projection[1].astype(np.float32)
+    if probe.real_model is not None:
+        model = probe.real_model
+        card["real_model"] = {**model.card, "head_unit": model.head_unit, "model_unit": model.model_unit}
+        tensors.update({f"real.{k}": v.detach().contiguous().numpy()
+                        for k, v in model.network.state_dict().items()})
     stem = safe_name(probe.id)
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     atomic_write(folder / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(card, indent=2)))
@@ -196,7 +236,32 @@ def _probe_from_tensors(tensors: dict, card: dict, path: Path) -> LinearProbe:
     arrays = [weight, bias] + (list(projection) if projection else [])
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise AnalysisError("the probe weights contain NaN or infinity.", path=path)
-    return LinearProbe(weight=weight[0].astype(np.float32), bias=float(bias[0]), card=card, projection=projection)
+    return LinearProbe(weight=weight[0].astype(np.float32), bias=float(bias[0]), card=card, projection=projection,
+                       real_model=_real_model(tensors, card, path))
+
+
+def _real_model(tensors: dict, card: dict, path: Path) -> RealDataModel | None:
+    """The card's real-data next-step model with its `real.*` weights, or None when it has none."""
+    entry = card.get("real_model")
+    if entry is None:
+        return None
+    # lazy: torch and the transformer load only for probes that carry a real-data model
+    from models.anomaly import NextStepConfig, NextStepPredictor
+
+    torch = _torch()
+    try:
+        units = float(entry["head_unit"]), float(entry["model_unit"])
+        if entry.get("kind") != "next-step" or not all(np.isfinite(u) and u > 0 for u in units):
+            raise ValueError("kind must be next-step and both units positive")
+        network = NextStepPredictor(int(entry["dim"]), NextStepConfig(**entry["network"]))
+        state = {k[len("real."):]: torch.from_numpy(np.asarray(v)) for k, v in tensors.items() if k.startswith("real.")}
+        network.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise AnalysisError(f"the probe's real-data model does not fit its card ({str(error)[:200]}).", path=path,
+                            hint="real_model needs kind next-step, dim, network, head_unit and model_unit > 0, and "
+                                 "the real.* weights of that network.") from None
+    return RealDataModel(network.eval(), *units, card={k: v for k, v in entry.items()
+                                                       if k not in ("head_unit", "model_unit")})
 
 
 def load_lightning_checkpoint(path: str | Path, card: dict) -> LinearProbe:

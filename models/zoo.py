@@ -195,6 +195,8 @@ def describe_probe(entry: ProbeEntry) -> str:
         notes.append("random-init encoder (offline stand-in)")
     if entry.source == "random":
         notes.append("untrained head")
+    if entry.card.get("real_model"):
+        notes.append("plus a next-step model of real clips")
     if entry.card.get("synthetic"):
         notes.append("trained on synthetic data")
     suffix = f" — {', '.join(notes)}" if notes else ""

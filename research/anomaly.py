@@ -13,9 +13,10 @@ no calibrated probability (p_fake is NaN) and stay out of the probability fusion
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,46 +25,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.anomaly import NextStepConfig, NextStepPredictor
 from models.cache import atomic_write
+from models.calibration import contrast, noise_scale
 from models.errors import AnalysisError
-from models.probes import ProbeScores, safe_name
+from models.probes import LinearProbe, ProbeScores, RealDataModel, safe_name
 from research.training import TrainConfig, fit
 
 SYNC_WINDOW = 15
-
-
-@dataclass
-class NextStepConfig:
-    layers: int = 4
-    heads: int = 4
-    width: int = 512
-    max_steps: int = 4096
-
-
-class NextStepPredictor(nn.Module):
-    def __init__(self, dim: int, config: NextStepConfig = NextStepConfig()):
-        super().__init__()
-        self.config = config
-        self.inp = nn.Linear(dim, config.width)
-        self.position = nn.Embedding(config.max_steps, config.width)
-        layer = nn.TransformerEncoderLayer(config.width, config.heads, 4 * config.width, dropout=0.0,
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
-        self.out = nn.Linear(config.width, dim)
-
-    def step_errors(self, features: torch.Tensor) -> torch.Tensor:
-        """Squared error of predicting step t from steps < t, for t = 1..T-1 (T-1 values)."""
-        x = F.normalize(features[: self.config.max_steps], dim=-1)
-        steps = len(x)
-        hidden = self.inp(x[:-1]) + self.position(torch.arange(steps - 1))
-        mask = torch.triu(torch.full((steps - 1, steps - 1), float("-inf")), diagonal=1)
-        predicted = self.out(self.blocks(hidden[None], mask=mask, is_causal=True)[0])
-        return ((predicted - x[1:]) ** 2).mean(-1)
-
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-step anomaly scores (T), the first step taking the second's."""
-        errors = self.step_errors(features)
-        return torch.cat([errors[:1], errors])
+# the real-data model a probe may carry (`train --with-real-model`, the benchmark's folds):
+# small, as it learns from about a hundred real clips; a context of 64 steps (2.6 s), which
+# every training clip fills
+REAL_MODEL_NETWORK = NextStepConfig(layers=2, heads=4, width=128, max_steps=64)
+REAL_MODEL_TRAINING = TrainConfig(max_epochs=20, patience=5)
 
 
 class AVSync(nn.Module):
@@ -106,6 +80,12 @@ class AnomalyScorer:
         return [self.card["encoder"]] + ([self.card["visual_encoder"]] if self.kind == "av-sync" else [])
 
     @torch.no_grad()
+    def step_logits(self, *features: np.ndarray) -> np.ndarray:
+        """Per-step anomaly scores in float64, read like a probe's step logits (higher = less
+        like the real training clips), so the same calibration and metrics apply."""
+        return self.score(*features).logits
+
+    @torch.no_grad()
     def score(self, *features: np.ndarray) -> ProbeScores:
         tensors = [torch.from_numpy(np.asarray(f, np.float32)) for f in features]
         steps = self.model.score(*tensors).double().numpy()
@@ -118,8 +98,8 @@ def train_next_step(train: list[np.ndarray], val: list[np.ndarray], card: dict, 
     """Fit the next-step predictor on real videos' features (MSE)."""
     torch.manual_seed(config.seed)
     model = NextStepPredictor(train[0].shape[1], net_config)
-    items = [torch.from_numpy(np.asarray(x, np.float32)) for x in train if len(x) > 1]
-    val_items = [torch.from_numpy(np.asarray(x, np.float32)) for x in val if len(x) > 1]
+    items = [w for x in train if len(x) > 1 for w in model.windows(torch.from_numpy(np.asarray(x, np.float32)))]
+    val_items = [w for x in val if len(x) > 1 for w in model.windows(torch.from_numpy(np.asarray(x, np.float32)))]
 
     def batch_loss(net, batch):
         return torch.stack([net.step_errors(x).mean() for x in batch]).mean()
@@ -132,6 +112,21 @@ def train_next_step(train: list[np.ndarray], val: list[np.ndarray], card: dict, 
             "training": {**config.to_dict(), "best_epoch": result.best_epoch, "data": "real videos only",
                          "loss": "MSE of the next L2-normalised feature"}}
     return AnomalyScorer("next-step", result.model, card), result
+
+
+def with_real_model(probe: LinearProbe, scorer: AnomalyScorer, val_reals: list[np.ndarray]) -> LinearProbe:
+    """A copy of `probe` whose step logits add `scorer`'s (a next-step model trained on real
+    clips), each divided by its median step noise on the real validation clips `val_reals`
+    (1.4826 × MAD of the contrast with the clip's level), so neither drowns the other."""
+    if scorer.kind != "next-step":
+        raise AnalysisError(f"a probe carries a next-step real-data model, not {scorer.kind}.")
+    units = [float(np.median([noise_scale(contrast(step_logits(x))) for x in val_reals]))
+             for step_logits in (probe.step_logits, scorer.step_logits)]
+    if not all(u > 0 for u in units):
+        raise AnalysisError("the real validation clips give no step noise to scale the real-data model by.")
+    card = {"kind": "next-step", "dim": scorer.card["dim"], "network": scorer.card["network"],
+            "training": scorer.card["training"], "training_data": scorer.card.get("training_data")}
+    return replace(probe, card=copy.deepcopy(probe.card), real_model=RealDataModel(scorer.model, *units, card=card))
 
 
 def train_av_sync(train: list[tuple[np.ndarray, np.ndarray]], val: list[tuple[np.ndarray, np.ndarray]], card: dict,

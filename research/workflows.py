@@ -14,7 +14,16 @@ from models.errors import AnalysisError
 from models.probes import LinearProbe, save_probe
 from models.settings import Settings
 from models.zoo import load_probe
-from research.anomaly import NextStepConfig, load_scorer, save_scorer, train_av_sync, train_next_step
+from research.anomaly import (
+    REAL_MODEL_NETWORK,
+    REAL_MODEL_TRAINING,
+    NextStepConfig,
+    load_scorer,
+    save_scorer,
+    train_av_sync,
+    train_next_step,
+    with_real_model,
+)
 from research.calibration import fit_calibration
 from research.datasets import DatasetSpec, Record, load_dataset_spec
 from research.evaluation import evaluate as run_evaluation
@@ -95,8 +104,10 @@ ATTRIBUTIONS = ("manipulation", "dataset")
 
 def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = None,
           config: TrainConfig = TrainConfig(), attribution: str | None = None, source: FeatureSource | None = None,
-          progress=None, target: str = "any") -> tuple[Path, LinearProbe]:
-    """Train a probe on the train split with early stopping on the val split; write it with its card."""
+          progress=None, target: str = "any", real_model: bool = False) -> tuple[Path, LinearProbe]:
+    """Train a probe on the train split with early stopping on the val split; write it with its card.
+    `real_model`: the probe also carries a next-step model trained on the splits' real clips
+    (models/probes.py), added before the calibration is fitted."""
     get_spec(encoder_id)
     if attribution is not None and attribution not in ATTRIBUTIONS:
         raise AnalysisError(f"unknown attribution {attribution!r}.", hint=f"Use one of {', '.join(ATTRIBUTIONS)}.")
@@ -123,6 +134,13 @@ def train(data: str, encoder_id: str, out_dir: str | Path, name: str | None = No
         card["warning"] = SYNTHETIC_WARNING
     probe, result = train_probe([(x, y) for x, y, _ in train_set], [(x, y) for x, y, _ in val_set], config, card,
                                 classes, progress)
+    if real_model:
+        reals = {name: [x for x, y, _ in split if y == 0] for name, split in (("train", train_set), ("val", val_set))}
+        scorer, _ = train_next_step(reals["train"], reals["val"], {
+            "id": f"{probe_id}/real-data", "encoder": encoder_id,
+            "training_data": {"real_train": len(reals["train"]), "real_val": len(reals["val"])}},
+            REAL_MODEL_TRAINING, REAL_MODEL_NETWORK)
+        probe = with_real_model(probe, scorer, reals["val"])
 
     scores = [probe.score(x).video_score for x, _, _ in val_set]
     probe.card["metrics"] = {"val": video_metrics([y for _, y, _ in val_set], scores)}

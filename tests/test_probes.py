@@ -191,3 +191,72 @@ def test_no_remote_code_and_no_unrestricted_unpickling():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
     assert len(sources) > 20
+
+
+def with_real_data_model(probe: LinearProbe, head_unit=0.5, model_unit=2.0) -> LinearProbe:
+    """`probe` carrying an untrained two-layer next-step model (the runtime treats it as a trained one)."""
+    from dataclasses import asdict, replace
+
+    from models.anomaly import NextStepConfig, NextStepPredictor
+    from models.probes import RealDataModel
+
+    torch.manual_seed(0)
+    config = NextStepConfig(layers=2, heads=2, width=32)
+    network = NextStepPredictor(probe.dim, config).eval()
+    card = {"kind": "next-step", "dim": probe.dim, "network": asdict(config)}
+    return replace(probe, real_model=RealDataModel(network, head_unit, model_unit, card))
+
+
+def test_a_probe_carrying_a_real_data_model_adds_its_errors_and_round_trips(tmp_path):
+    head_only = make_probe()
+    probe = with_real_data_model(head_only)
+    features = np.random.default_rng(1).standard_normal((40, probe.dim))
+    with torch.no_grad():
+        errors = probe.real_model.network.score(torch.from_numpy(features).float()).double().numpy()
+    expected = head_only.step_logits(features) / 0.5 + errors / 2.0
+    assert np.allclose(probe.step_logits(features), expected, atol=1e-5)
+    loaded = load_probe_file(save_probe(probe, tmp_path))
+    assert loaded.real_model is not None and loaded.real_model.model_unit == 2.0
+    assert np.allclose(loaded.step_logits(features), expected, atol=1e-5)
+    # differentiable, as the attributions need
+    x = torch.from_numpy(features).requires_grad_()
+    loaded.torch_logits(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("damage", ["zero_unit", "wrong_kind", "weights_missing"])
+def test_a_damaged_real_data_model_is_refused_with_a_clear_error(tmp_path, damage):
+    from safetensors.numpy import load_file, save_file
+
+    card = save_probe(with_real_data_model(make_probe()), tmp_path)
+    data = json.loads(card.read_text())
+    if damage == "zero_unit":
+        card.write_text(json.dumps({**data, "real_model": {**data["real_model"], "model_unit": 0}}))
+    elif damage == "wrong_kind":
+        card.write_text(json.dumps({**data, "real_model": {**data["real_model"], "kind": "av-sync"}}))
+    else:
+        weights = card.with_suffix(".safetensors")
+        save_file({k: v for k, v in load_file(str(weights)).items() if not k.startswith("real.")}, str(weights))
+    with pytest.raises(AnalysisError, match="real-data model does not fit its card"):
+        load_probe_file(card)
+
+
+def test_the_real_data_model_scores_long_clips_in_blocks_within_its_trained_positions():
+    from models.anomaly import NextStepConfig, NextStepPredictor
+
+    torch.manual_seed(0)
+    context = 64  # position embeddings only as far as training windows reach: a long clip must not need more
+    network = NextStepPredictor(16, NextStepConfig(layers=1, heads=2, width=16, max_steps=context)).eval()
+    features = torch.randn(1000, 16)
+    with torch.no_grad():
+        scores = network.score(features)
+        short = network.score(features[:context])
+        block = context // 2
+        start = 12 * block  # step 400 lies in the block [384, 416), predicted with [352, 384) as context
+        window = network.step_errors(features[start - block: start + block])
+    assert scores.shape == (1000,) and torch.isfinite(scores).all()
+    assert torch.allclose(short[1:], network.step_errors(features[:context]))  # one pass up to the context
+    assert torch.allclose(scores[400], window[block - 1 + 400 - start])
+    # training windows: overlapping by half, the last flush with the clip's end, every step covered
+    windows = network.windows(features[:150])
+    assert [len(w) for w in windows] == [context] * 4 and torch.equal(windows[-1], features[86:150])

@@ -12,6 +12,7 @@ from models.calibration import Calibration
 from models.encoders import get_spec, register_encoder, unregister_encoder
 from models.encoders.base import EncoderSpec
 from models.faces import TRACKER_VERSION
+from models.probes import load_probe_file
 from models.settings import Settings
 from research.datasets import load_dataset_spec
 from research.extract import extract_dataset
@@ -48,7 +49,11 @@ def source(tmp_path_factory):
 
 @pytest.mark.slow
 def test_train_then_evaluate_reaches_the_target_with_a_full_report(toy, source, tiny_encoders, tmp_path):
-    probe_card, probe = train(str(toy), AUDIO_ENCODER, tmp_path / "probes", source=source)
+    probe_card, probe = train(str(toy), AUDIO_ENCODER, tmp_path / "probes", source=source, real_model=True)
+    # it carries a next-step model trained on the 30 real training clips, saved and loaded with it
+    real_model = json.loads(probe_card.read_text())["real_model"]
+    assert real_model["kind"] == "next-step" and real_model["head_unit"] > 0 and real_model["model_unit"] > 0
+    assert load_probe_file(probe_card).real_model is not None
     assert probe.card["training"]["lr"] == 1e-3 and probe.card["training"]["patience"] == 10
     assert probe.card["training_data"]["splits"] == {"train": 60, "val": 20}
     # the card names the features it was trained on; for face crops that includes the tracker

@@ -107,5 +107,5 @@ def networks_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], c
             pixels = encoder.preprocess(crops[start:start + LOGIT_BATCH])
             for rows, network in zip(out, networks):
                 features = network(pixels)
-                rows.append(np.stack([probe.torch_logits(features).float().numpy() for probe in probes]))
+                rows.append(np.stack([probe.head_logits(features).float().numpy() for probe in probes]))
     return [np.concatenate(rows, axis=1) for rows in out]

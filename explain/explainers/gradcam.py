@@ -145,7 +145,7 @@ def grad_cam(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
     logits: list[np.ndarray] = []
 
     def step_logit(pixels: torch.Tensor) -> torch.Tensor:
-        out = probe.torch_logits(network(pixels))
+        out = probe.head_logits(network(pixels))
         logits.append(out.detach().float().numpy())  # kept from the attribution's own forward pass
         return out
 

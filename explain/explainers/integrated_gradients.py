@@ -43,7 +43,7 @@ def integrated_gradients(encoder: FrameEncoder, probe: LinearProbe, crops: np.nd
 
     network = network or encoder.torch_module()
     pixels, baselines = encoder.preprocess(crops), encoder.preprocess(blurred_crops(crops))
-    method = CaptumIntegratedGradients(lambda x: probe.torch_logits(network(x)))
+    method = CaptumIntegratedGradients(lambda x: probe.head_logits(network(x)))
     with torch.enable_grad():
         attribution = method.attribute(pixels, baselines, n_steps=IG_STEPS, internal_batch_size=IG_BATCH)
     maps = attribution.detach().float().abs().sum(1).numpy()

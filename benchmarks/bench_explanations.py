@@ -22,6 +22,7 @@ from benchmarks.bench_generalisation import (
     MODALITIES,
     QUICK_FAMILIES,
     ROOT,
+    SHIPPED,
     ensure_data,
     fit_probe,
     load_clips,
@@ -34,8 +35,9 @@ from explain.faithfulness import explanation_faithfulness
 from explain.spatial import explain_spatial, pointing_game
 from models.analysis import AnalysisOptions, analyze
 from models.probes import save_probe
+from models.zoo import list_probes
 from research.extract import RESEARCH_SETTINGS
-from research.workflows import FeatureSource
+from research.workflows import FeatureSource, record_in_card
 
 TARGETS = {"pointing": 0.6, "mae_ratio_to_frame_centre": 0.5}
 
@@ -129,12 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips-per-family", type=int, default=3)
     parser.add_argument("--steps-per-clip", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="the quick data set of bench_generalisation")
+    parser.add_argument("--into-cards", action="store_true", help="record the comparison in the shipped visual probe's card")
     args = parser.parse_args(argv)
     report = compare(Path(args.data), args.quick, args.clips_per_family, args.steps_per_clip)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print_report(report)
+    if args.into_cards:
+        print("recorded in", record_in_shipped_card(report))
     return 0
+
+
+def record_in_shipped_card(report: dict) -> Path:
+    """Write the comparison (every method's figures over all left-out families, the best, the
+    default, the targets) into the shipped visual probe's card, beside its generalisation figures."""
+    card = next(e.card["path"] for e in list_probes() if e.id == SHIPPED["visual"])
+    keys = ("machine", "targets", "methods", "default", "best", "overall", "clips_per_family", "steps_per_clip")
+    return record_in_card(card, "explanations", {key: report[key] for key in keys})
 
 
 if __name__ == "__main__":

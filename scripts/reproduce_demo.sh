@@ -31,7 +31,7 @@ python cli.py train --data "$FAMILIES/dataset.json" --encoder selfblend-cnn --ta
 python -m benchmarks.bench_generalisation --data "$WORK/generalisation" --out docs/bench_generalisation.json \
   --into-cards | tee docs/bench_generalisation.txt
 python -m benchmarks.bench_explanations --data "$WORK/generalisation" --out docs/bench_explanations.json \
-  | tee docs/bench_explanations.txt
+  --into-cards | tee docs/bench_explanations.txt
 for clip in real audio_fake visual_fake both_fake; do   # the figures shown in the README
   python cli.py analyze "assets/demo/$clip.mp4" --out "docs/demo/$clip"   # the default set, verdict first
 done

@@ -115,9 +115,9 @@ def test_generalisation_benchmark_leads_with_real_recordings_and_prints_the_matr
         assert set(rows) - {"mean"}, modality
         for family, row in rows.items():
             if family not in ("mean", "favoured"):
-                for kind in ("binary", "one_class"):  # both calibrated and judged alike
+                for kind in ("binary", "one_class", "combined"):  # all calibrated and judged alike
                     assert 0 <= row[kind]["video_auc"] <= 1, (family, kind)
                     assert 0 <= row[kind]["false_fake_real_recordings"]["single"] <= 1, (family, kind)
                 assert f"{modality:8s} {family:11s}" in run.stdout
-        assert rows["favoured"] in ("binary", "one_class")
+        assert rows["favoured"] in ("binary", "one_class", "combined")
         assert f"{modality:8s} favoured by the matrix" in run.stdout

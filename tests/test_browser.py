@@ -106,7 +106,9 @@ def test_desktop_leads_with_the_bundled_probes_and_a_visible_analyse_button(page
     assert ticked == desktop.locator("#bundled-probes input[type=checkbox]").count() == 3
     assert not desktop.locator("#baseline-probes").is_visible()  # the baselines accordion starts closed
     for label in ("Real: an unedited talking face", "Audio fake", "Visual fake", "Both fake"):
-        assert desktop.locator("#demo-clips").get_by_text(label).count() == 1
+        clip = desktop.locator("#demo-clips").get_by_text(label)
+        clip.first.wait_for(timeout=30_000)  # the examples can draw after the page answers (seen on a loaded machine)
+        assert clip.count() == 1
     shoot(desktop, "desktop_start.png")
     desktop.locator("#baselines").get_by_text("Baselines").click()
     desktop.locator("#baseline-probes label").first.wait_for(timeout=30_000)  # the accordion opens

@@ -186,7 +186,7 @@ def leave_one_family_out(data: dict, real_media: dict, rng: np.random.Generator)
                                    "false_fake_real_recordings": false_fake(scorer, real_media[modality], rng)}
                             for kind, scorer in scorers.items()}
             rows[family]["seconds"] = round(time.perf_counter() - started, 1)
-        folds = [rows[f] for f in rows]
+        folds = list(rows.values())
         rows["mean"] = {kind: {**{key: _mean([r[kind][key] for r in folds]) for key in MEAN_KEYS},
                                "false_fake_real": _mean([r[kind]["false_fake_real_recordings"]["single"] for r in folds])}
                         for kind in SCORER_KINDS}
@@ -259,12 +259,12 @@ def print_report(report: dict) -> None:
         for family, row in rows.items():
             if family in ("mean", "favoured"):
                 continue
-            cells = [f"{_f(r['video_auc']):>9s} {_f(r['localisation_auc']):>8s} {_f(r['segment_ap50']):>7s} "
-                     f"{_f(r['false_fake_real_recordings']['single']):>8s} {_f(r['false_fake_real_recordings']['60s']):>7s}"
+            cells = [_cells(r["video_auc"], r["localisation_auc"], r["segment_ap50"],
+                            r["false_fake_real_recordings"]["single"], r["false_fake_real_recordings"]["60s"])
                      for r in (row[k] for k in SCORER_KINDS)]
             print(f"{modality:8s} {family:11s} {' | '.join(cells)}")
-        cells = [f"{_f(m['video_auc']):>9s} {_f(m['localisation_auc']):>8s} {_f(m['segment_ap50']):>7s} "
-                 f"{_f(m['false_fake_real']):>8s} {'':>7s}" for m in (rows["mean"][k] for k in SCORER_KINDS)]
+        cells = [_cells(m["video_auc"], m["localisation_auc"], m["segment_ap50"], m["false_fake_real"], None)
+                 for m in (rows["mean"][k] for k in SCORER_KINDS)]
         print(f"{modality:8s} {'mean':11s} {' | '.join(cells)}")
         print(f"{modality:8s} favoured by the matrix (best mean video AUC with real false fakes <= "
               f"{TARGETS['false_fake']}): {rows['favoured']}")
@@ -275,6 +275,12 @@ def print_report(report: dict) -> None:
         for family, figures in row["families"].items():
             print(f"{modality:8s} {family:11s} video AUC {_f(figures['video_auc'])}  loc AUC "
                   f"{_f(figures['localisation_auc'])}  detected {_f(figures['detected'])}")
+
+
+def _cells(video_auc, localisation_auc, ap50, false_fake, false_fake_60s) -> str:
+    """One scorer kind's cells of the matrix, under the column heads (a blank for a missing 60 s rate)."""
+    last = "" if false_fake_60s is None else _f(false_fake_60s)
+    return f"{_f(video_auc):>9s} {_f(localisation_auc):>8s} {_f(ap50):>7s} {_f(false_fake):>8s} {last:>7s}"
 
 
 def _f(value) -> str:

@@ -79,7 +79,6 @@ class AnomalyScorer:
     def encoders(self) -> list[str]:
         return [self.card["encoder"]] + ([self.card["visual_encoder"]] if self.kind == "av-sync" else [])
 
-    @torch.no_grad()
     def step_logits(self, *features: np.ndarray) -> np.ndarray:
         """Per-step anomaly scores in float64, read like a probe's step logits (higher = less
         like the real training clips), so the same calibration and metrics apply."""

@@ -151,12 +151,12 @@ def explain_spatial(result: AnalysisResult, probe_id: str, steps: list[int] | No
         steps = top_peaks(result.probes[probe_id].scores.logits, k)
     steps, geometries, crops = step_crops(result, steps)
     if sanity:  # beside the probe: its shuffled head, and the probe through the encoder's untrained twin
-        heads, twin = explainer.attribute_with_twin(encoder, [probe, shuffled_probe(probe)], crops,
-                                                    reference_network(encoder))
-        report = randomisation_check(heads[0][0], twin[0], heads[1][0])
+        attribution, sanity_maps = explainer.attribute_with_sanity(encoder, probe, shuffled_probe(probe), crops,
+                                                                   reference_network(encoder))
+        report = randomisation_check(*sanity_maps)
     else:
-        heads, report = explainer.attribute_heads(encoder, [probe], crops), {}
-    maps = explainer.step_maps(probe, steps, *heads[0])
+        attribution, report = explainer.attribute(encoder, probe, crops), {}
+    maps = explainer.step_maps(probe, steps, *attribution)
     heatmaps = [Heatmap(probe_id, m.step, m.logit, m.crop_map, *map_to_frame(m.crop_map, geometry),
                         hotspot(m.crop_map, geometry)) for m, geometry in zip(maps, geometries)]
     return SpatialExplanation(probe_id, probe.encoder_id, heatmaps, report, method)

@@ -13,11 +13,11 @@ from explain.audio_attribution import AudioAttribution, audio_attribution, expla
 from explain.explainers import get_explainer, list_explainers
 from explain.explainers.base import blurred_crops, crop_logits
 from explain.explainers.gradcam import gradcam_target
-from explain.explainers.occlusion import occlusion_windows
+from explain.explainers.occlusion import occlusion_windows, sanity_windows
 from explain.faithfulness import explanation_faithfulness, spatial_faithfulness, temporal_faithfulness
 from explain.figures import audio_attribution_figure
 from explain.modality import modality_contributions
-from explain.spatial import explain_spatial, randomised_network
+from explain.spatial import explain_spatial, randomisation_check, randomised_network, shuffled_probe
 from explain.verdict import log_odds
 from models.analysis import AnalysisOptions, AnalysisResult, ProbeResult, analyze
 from models.calibration import clip_score
@@ -117,6 +117,19 @@ def test_occlusion_windows_cover_every_pixel_and_scale_with_the_crop(side):
     assert window == max(1, round(side / 7))
 
 
+@pytest.mark.parametrize("side", [224, 112, 100])
+def test_the_sanity_grid_is_every_other_window_of_the_full_grid_and_still_covers_the_crop(side):
+    corners, window = occlusion_windows(side)
+    coarse = sanity_windows(side)
+    assert len(coarse) < len(corners) / 3
+    covered = np.zeros((side, side), int)
+    for row, col in (corners[index] for index in coarse):
+        covered[row:row + window, col:col + window] += 1
+    assert covered.min() >= 1
+    if side == 224:  # 7 × 7 windows of 32 px tile the crop exactly
+        assert len(coarse) == 49 and covered.max() == 1
+
+
 # -- a planted artefact: the logit reads one square of the crop only ------------------------
 
 class Masked(nn.Module):
@@ -201,6 +214,25 @@ def test_every_method_explains_the_network_it_is_given(method):
                                                    PlantedNetwork(OTHER_BOX))
     assert all(in_box(m, OTHER_BOX) for m in maps)
     assert logits == pytest.approx(crop_logits(PlantedEncoder(OTHER_BOX), PLANTED_PROBE, crops))
+
+
+@pytest.mark.parametrize("method", list_explainers())
+def test_every_methods_sanity_maps_compare_the_model_with_its_twin_and_shuffled_head(method):
+    """The maps shown are `attribute`'s; the sanity maps of an encoder that is its own twin are
+    the model's maps (the check fails), and a twin that reads another square moves its maps there."""
+    explainer, crops = get_explainer(method), planted_crops()
+    x0, y0, x1, y1 = OTHER_BOX
+    crops[:, y0:y1, x0:x1] = (240, 30, 30)
+    encoder, shuffled = PlantedEncoder(BOX), shuffled_probe(PLANTED_PROBE)
+    shown, logits = explainer.attribute(encoder, PLANTED_PROBE, crops)
+    (maps, sanity_logits), own = explainer.attribute_with_sanity(encoder, PLANTED_PROBE, shuffled, crops,
+                                                                 encoder.network)
+    assert np.allclose(maps, shown) and np.allclose(sanity_logits, logits)
+    assert np.allclose(own.twin_maps, own.maps) and not randomisation_check(*own)["explains_model"]
+    _, other = explainer.attribute_with_sanity(encoder, PLANTED_PROBE, shuffled, crops, PlantedNetwork(OTHER_BOX))
+    window = SIDE // 7  # the sanity grid's windows tile the crop: a map is constant over each
+    assert all(box_mass(m, OTHER_BOX, margin=window) > 0.95 for m in other.twin_maps)
+    assert all(box_mass(m, BOX, margin=window) > 0.95 for m in other.maps)
 
 
 # -- faithfulness -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ base class does): maps of a probe's step logit over its encoder's input crops.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -18,6 +18,15 @@ from models.timing import STEP_RATE
 Attribution = tuple[np.ndarray, np.ndarray]  # maps (N, crop, crop) in 0..1 and step logits (N,)
 BLUR_SIGMA_FRACTION = 1 / 8  # the blurred crop's Gaussian sigma as a share of the crop side
 LOGIT_BATCH = 16
+
+
+class SanityMaps(NamedTuple):
+    """The three sets of maps (N, crop, crop) the randomisation sanity check compares: the
+    probe's, the probe's through the encoder's untrained twin, and the shuffled head's."""
+
+    maps: np.ndarray
+    twin_maps: np.ndarray
+    shuffled_maps: np.ndarray
 
 
 @dataclass
@@ -66,12 +75,14 @@ class Explainer:
         the probe); a method whose passes do not depend on the head shares them."""
         return [self.attribute(encoder, probe, crops, network) for probe in probes]
 
-    def attribute_with_twin(self, encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
-                            twin: nn.Module) -> tuple[list[Attribution], Attribution]:
-        """`attribute_heads` through the encoder's network, and the first head's `attribute`
-        through `twin` (the sanity check's untrained twin); a method that feeds both networks
-        the same inputs prepares them once."""
-        return self.attribute_heads(encoder, probes, crops), self.attribute(encoder, probes[0], crops, twin)
+    def attribute_with_sanity(self, encoder: FrameEncoder, probe: LinearProbe, shuffled: LinearProbe,
+                              crops: np.ndarray, twin: nn.Module) -> tuple[Attribution, SanityMaps]:
+        """The probe's `attribute`, and the maps the randomisation sanity check compares (the
+        probe's, through `twin`, the encoder's untrained twin, and the `shuffled` head's); a
+        method that feeds both networks the same inputs prepares them once."""
+        (maps, logits), (shuffled_maps, _) = self.attribute_heads(encoder, [probe, shuffled], crops)
+        twin_maps = self.attribute(encoder, probe, crops, twin)[0]
+        return (maps, logits), SanityMaps(maps, twin_maps, shuffled_maps)
 
 
 def to_crop_size(maps: np.ndarray, size: int) -> np.ndarray:
@@ -97,15 +108,21 @@ def crop_logits(encoder: FrameEncoder, probe: LinearProbe, crops: np.ndarray,
 
 
 def networks_crop_logits(encoder: FrameEncoder, probes: Sequence[LinearProbe], crops: np.ndarray,
-                         networks: Sequence[nn.Module | None]) -> list[np.ndarray]:
-    """Per network (None: the encoder's own), the (P, N) step logits of several heads; each
-    batch of crops is preprocessed once for all networks."""
+                         networks: Sequence[nn.Module | None],
+                         subsets: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    """Per network (None: the encoder's own), the (P, n) step logits of several heads on the
+    crops, or on its subset of them (indices; None: all); each batch of crops is preprocessed
+    once for all networks."""
     networks = [network or encoder.torch_module() for network in networks]
+    masks = [np.ones(len(crops), bool) if rows is None else np.isin(np.arange(len(crops)), rows)
+             for rows in (subsets or [None] * len(networks))]
     out: list[list[np.ndarray]] = [[] for _ in networks]
     with torch.no_grad():
         for start in range(0, len(crops), LOGIT_BATCH):
             pixels = encoder.preprocess(crops[start:start + LOGIT_BATCH])
-            for rows, network in zip(out, networks):
-                features = network(pixels)
-                rows.append(np.stack([probe.head_logits(features).float().numpy() for probe in probes]))
-    return [np.concatenate(rows, axis=1) for rows in out]
+            for rows, network, mask in zip(out, networks, masks):
+                batch_mask = torch.from_numpy(mask[start:start + LOGIT_BATCH])
+                if batch_mask.any():
+                    features = network(pixels if batch_mask.all() else pixels[batch_mask])
+                    rows.append(np.stack([probe.head_logits(features).float().numpy() for probe in probes]))
+    return [np.concatenate(rows, axis=1) if rows else np.zeros((len(probes), 0)) for rows in out]

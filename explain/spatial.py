@@ -33,6 +33,7 @@ from models.probes import LinearProbe
 from models.timing import STEP_RATE
 
 SANITY_MAX_CORRELATION = 0.5
+MAXIMUM_LEVEL = 1 - 1e-6  # a map's maximum: where it is within this share of its top value
 RANDOMISED_BLOCKS = 2
 
 
@@ -59,13 +60,13 @@ class Heatmap:
 
 
 def map_to_frame(crop_map: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarray, tuple[float, float]]:
-    """Warp a crop-space map into the frame; the peak is the crop maximum carried through
-    the crop geometry (so it is exact even when the box leaves the frame)."""
+    """Warp a crop-space map into the frame; the peak is the centre of the map's maximum
+    (window-based maps are flat over a window: the centre of that plateau, not its first
+    pixel) carried through the crop geometry (so it is exact even when the box leaves the frame)."""
     frame_map = cv2.warpAffine(crop_map.astype(np.float32), geometry.crop_to_frame_matrix(),
                                (geometry.frame_width, geometry.frame_height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT)
-    row, col = np.unravel_index(int(np.argmax(crop_map)), crop_map.shape)
-    return frame_map, _crop_pixel_to_frame(col + 0.5, row + 0.5, crop_map.shape[0], geometry)
+    return frame_map, hotspot(crop_map, geometry, MAXIMUM_LEVEL)
 
 
 def hotspot(crop_map: np.ndarray, geometry: CropGeometry, level: float = 0.5) -> tuple[float, float]:

@@ -191,7 +191,7 @@ def test_crop_maximum_lands_at_the_right_frame_point(name):
 def test_hotspot_centre_is_the_marked_area_not_its_brightest_edge(name):
     """A blob over crop pixels 100..140 × 40..80 that peaks on its left edge (as maps do on a
     blending seam), plus a weaker separate blob: the hot-spot centre is the main blob's
-    centre carried through the geometry, the maximum stays on the edge."""
+    centre carried through the geometry, the maximum stays on the edge (the seam's centre)."""
     geometry = GEOMETRIES[name]
     crop_map = np.zeros((224, 224), np.float32)
     crop_map[40:80, 100:140] = 0.8
@@ -202,7 +202,7 @@ def test_hotspot_centre_is_the_marked_area_not_its_brightest_edge(name):
     cx = ((np.arange(100, 140) + 0.5) * weights.sum(0)).sum() / weights.sum()
     expected = geometry.crop_points_to_frame([[cx, 60.0]])[0]
     assert centre == pytest.approx((min(max(expected[0], 0), 1), min(max(expected[1], 0), 1)), abs=1e-6)
-    edge = geometry.crop_points_to_frame([[100.5, 40.5]])[0]
+    edge = geometry.crop_points_to_frame([[102.0, 60.0]])[0]
     assert map_to_frame(crop_map, geometry)[1] == pytest.approx((min(max(edge[0], 0), 1), min(max(edge[1], 0), 1)))
 
 

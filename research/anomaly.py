@@ -97,8 +97,11 @@ def train_next_step(train: list[np.ndarray], val: list[np.ndarray], card: dict, 
     """Fit the next-step predictor on real videos' features (MSE)."""
     torch.manual_seed(config.seed)
     model = NextStepPredictor(train[0].shape[1], net_config)
-    items = [w for x in train if len(x) > 1 for w in model.windows(torch.from_numpy(np.asarray(x, np.float32)))]
-    val_items = [w for x in val if len(x) > 1 for w in model.windows(torch.from_numpy(np.asarray(x, np.float32)))]
+
+    def windows(clips: list[np.ndarray]) -> list[torch.Tensor]:
+        return [w for x in clips if len(x) > 1 for w in model.windows(torch.from_numpy(np.asarray(x, np.float32)))]
+
+    items, val_items = windows(train), windows(val)
 
     def batch_loss(net, batch):
         return torch.stack([net.step_errors(x).mean() for x in batch]).mean()
